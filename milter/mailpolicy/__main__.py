@@ -1,0 +1,3 @@
+from mailpolicy.cli import main
+
+raise SystemExit(main())

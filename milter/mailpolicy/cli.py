@@ -1,0 +1,59 @@
+"""Command line: ``mailpolicy run | check-config | version``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mailpolicy import __version__
+from mailpolicy.config import DEFAULT_PATH, ConfigError, load
+
+
+def _check_config(path: str) -> int:
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        for err in exc.errors:
+            print(f"error: {err}", file=sys.stderr)
+        print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    for p in cfg.policies.values():
+        print(f"  {p.name}: {p.mode.value}")
+    return 0
+
+
+def _run(path: str) -> int:
+    from mailpolicy.server import StartupError, serve
+
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        for err in exc.errors:
+            print(f"error: {err}", file=sys.stderr)
+        print(f"mailpolicy: refusing to start: {len(exc.errors)} configuration error(s)", file=sys.stderr)
+        return 1
+    try:
+        serve(cfg)
+    except StartupError as exc:
+        print(f"mailpolicy: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailpolicy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the milter")
+    run.add_argument("--config", default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})")
+    chk = sub.add_parser("check-config", help="validate a configuration file and list every error")
+    chk.add_argument("path", nargs="?", default=DEFAULT_PATH)
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    print(f"mailpolicy {__version__}")
+    return 0

@@ -1,0 +1,292 @@
+"""Load and validate the TOML configuration.
+
+Every problem is collected with its key path (``policies.require_starttls.mode: ...``) so that
+``mailpolicy check-config`` can print all of them at once and ``mailpolicy run`` can refuse to start."""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import pwd
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailpolicy.checks import CHECKS, Option
+from mailpolicy.model import Action, Exemptions, IPNetwork, Mode, PolicyConfig
+
+DEFAULT_PATH = "/etc/mailpolicy/mailpolicy.toml"
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+# ---- value parsers: return the parsed value or raise ValueError(problem) ----
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string (got {type(value).__name__})")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false (got {value!r})")
+    return value
+
+
+def _int_range(lo: int, hi: int) -> Any:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"must be an integer from {lo} to {hi} (got {value!r})")
+        return value
+
+    return parse
+
+
+def _one_of(*choices: str) -> Any:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)} (got {value!r})")
+        return str(value)
+
+    return parse
+
+
+_SOCKET_RE = re.compile(r"^(unix|local):(/.+)$|^inet6?:([0-9]{1,5})(?:@(.+))?$")
+
+
+def parse_socket(value: Any) -> str:
+    """``unix:/run/mailpolicy/milter.sock`` or ``inet:PORT@HOST`` / ``inet6:PORT@HOST``."""
+    text = _str(value)
+    m = _SOCKET_RE.match(text)
+    if not m or (m.group(3) and not 0 < int(m.group(3)) < 65536):
+        raise ValueError(f"must be 'unix:/absolute/path' or 'inet:PORT@HOST' (got {text!r})")
+    return text
+
+
+def _octal_mode(value: Any) -> int:
+    text = _str(value)
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ValueError(f"must be an octal mode string such as '0660' (got {text!r})")
+    mode = int(text, 8)
+    if mode & 0o060 != 0o060:
+        raise ValueError(f"must give the group read and write permission (got {text!r})")
+    return mode
+
+
+def _group(value: Any) -> str:
+    name = _str(value)
+    if name:
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            raise ValueError(f"no such group {name!r} on this host") from None
+    return name
+
+
+def _user(value: Any) -> str:
+    name = _str(value)
+    if name:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise ValueError(f"no such user {name!r} on this host") from None
+    return name
+
+
+def parse_listen(value: Any) -> tuple[str, int] | None:
+    """``"127.0.0.1:9469"``, ``"[::1]:9469"``; ``""`` disables."""
+    text = _str(value)
+    if not text:
+        return None
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\[\]]+):([0-9]{1,5})", text)
+    if m:
+        host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        if 0 < int(port) < 65536:
+            return host, int(port)
+    raise ValueError(f"must be 'HOST:PORT' or '[IPV6]:PORT', or '' to disable (got {text!r})")
+
+
+def _networks(value: Any) -> tuple[IPNetwork, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of CIDR strings such as '192.0.2.0/24' or '2001:db8::/32'")
+    nets: list[IPNetwork] = []
+    for i, item in enumerate(value):
+        try:
+            nets.append(ipaddress.ip_network(_str(item), strict=True))
+        except ValueError as exc:
+            raise ValueError(f"item {i}: not a valid CIDR network: {item!r} ({exc})") from None
+    return tuple(nets)
+
+
+_RCPT_RE = re.compile(r"^[^@\s]+@$|^@[^@\s]+$|^[^@\s]+@[^@\s]+$")
+
+
+def _recipients(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list such as ['postmaster@', 'abuse@example.org', '@example.net']")
+    out = []
+    for i, item in enumerate(value):
+        text = _str(item).strip().lower()
+        if not _RCPT_RE.match(text):
+            raise ValueError(f"item {i}: {item!r} is not 'local@domain', 'local@' or '@domain'")
+        out.append(text)
+    return tuple(out)
+
+
+# ---- schema ----
+
+MILTER_KEYS: dict[str, Option] = {
+    "socket": Option("unix:/run/mailpolicy/milter.sock", parse_socket),
+    "socket_group": Option("postfix", _group),
+    "socket_mode": Option("0660", _octal_mode),
+    "client_user": Option("postfix", _user),
+    "timeout": Option(300, _int_range(1, 3600)),
+    "on_error": Option("continue", _one_of("continue", "tempfail")),
+    "name": Option("mailpolicy", _str),
+    "hostname": Option("", _str),
+}
+LOG_KEYS: dict[str, Option] = {
+    "stdout": Option(True, _bool),
+    "file": Option("", _str),
+    "level": Option("info", _one_of("debug", "info", "warning", "error")),
+}
+METRICS_KEYS: dict[str, Option] = {
+    "listen": Option("127.0.0.1:9469", parse_listen),
+}
+POLICY_KEYS: dict[str, Option] = {
+    "mode": Option("monitor", _one_of(*(m.value for m in Mode))),
+    "exempt_networks": Option([], _networks),
+    "exempt_authenticated": Option(True, _bool),
+    "exempt_recipients": Option([], _recipients),
+}
+
+
+@dataclass(frozen=True)
+class MilterConfig:
+    socket: str
+    socket_group: str
+    socket_mode: int
+    client_user: str
+    timeout: int
+    on_error: str
+    name: str
+    hostname: str
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    stdout: bool
+    file: str
+    level: str
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class Config:
+    milter: MilterConfig
+    log: LogConfig
+    metrics: MetricsConfig
+    policies: Mapping[str, PolicyConfig] = field(default_factory=dict)
+
+    @property
+    def on_error_action(self) -> Action:
+        return Action(self.milter.on_error)
+
+    def active(self) -> list[PolicyConfig]:
+        return [p for p in self.policies.values() if p.mode is not Mode.OFF]
+
+
+def _section(data: Any, path: str, schema: Mapping[str, Option], errors: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        errors.append(f"{path}: must be a table")
+        data = {}
+    for key in data:
+        if key not in schema:
+            errors.append(f"{path}.{key}: unknown key (known: {', '.join(schema)})")
+    for key, opt in schema.items():
+        raw = data.get(key, opt.default)
+        try:
+            out[key] = opt.parse(raw)
+        except ValueError as exc:
+            errors.append(f"{path}.{key}: {exc}")
+    return out
+
+
+def parse(data: Mapping[str, Any]) -> Config:
+    """Validate a decoded TOML document; raise ConfigError listing every problem."""
+    errors: list[str] = []
+    known = ("milter", "log", "metrics", "policies")
+    for key in data:
+        if key not in known:
+            errors.append(f"{key}: unknown section (known: {', '.join(known)})")
+    milter = _section(data.get("milter"), "milter", MILTER_KEYS, errors)
+    log = _section(data.get("log"), "log", LOG_KEYS, errors)
+    metrics = _section(data.get("metrics"), "metrics", METRICS_KEYS, errors)
+
+    policies_raw = data.get("policies", {})
+    if not isinstance(policies_raw, dict):
+        errors.append("policies: must be a table of [policies.NAME] tables")
+        policies_raw = {}
+    for name in policies_raw:
+        if name not in CHECKS:
+            errors.append(f"policies.{name}: unknown policy (known: {', '.join(CHECKS)})")
+    policies: dict[str, PolicyConfig] = {}
+    for name, spec in CHECKS.items():
+        path = f"policies.{name}"
+        raw = policies_raw.get(name, {})
+        schema = {**POLICY_KEYS, **spec.options}
+        values = _section(raw, path, schema, errors)
+        opts = {k: v for k, v in values.items() if k in spec.options}
+        if spec.finalize is not None and all(k in opts for k in spec.options):
+            errors.extend(f"{path}.{k}: {msg}" for k, msg in spec.finalize(opts))
+        if all(k in values for k in POLICY_KEYS):
+            policies[name] = PolicyConfig(
+                name=name,
+                mode=Mode(values["mode"]),
+                exempt=Exemptions(
+                    networks=values["exempt_networks"],
+                    authenticated=values["exempt_authenticated"],
+                    recipients=values["exempt_recipients"],
+                ),
+                options=opts,
+            )
+    if errors:
+        raise ConfigError(errors)
+    if not milter["hostname"]:
+        milter["hostname"] = socket.gethostname()
+    return Config(
+        milter=MilterConfig(**milter),
+        log=LogConfig(**log),
+        metrics=MetricsConfig(**metrics),
+        policies=policies,
+    )
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+    try:
+        return parse(data)
+    except ConfigError as exc:
+        raise ConfigError([f"{path}: {e}" for e in exc.errors]) from None

@@ -1,0 +1,75 @@
+"""Prometheus metrics. Labels are bounded sets only: never a domain, address or IP."""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+
+from mailpolicy import __version__
+
+disable_created_metrics()  # no *_created series: they double the scrape for no use here
+
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+BUILD = Info("mailpolicy_build", "mailpolicy version and runtime")
+BUILD.info({"version": __version__, "python_version": platform.python_version()})
+
+CONNECTIONS = Counter(
+    "mailpolicy_connections",
+    "SMTP connections seen, at close, by STARTTLS use and TLS version",
+    ["starttls", "tls_version"],
+)
+CONNECTIONS_ACTIVE = Gauge("mailpolicy_connections_active", "SMTP connections open now")
+TRANSACTIONS = Counter(
+    "mailpolicy_transactions",
+    "Transactions (MAIL FROM to end), by outcome: accepted, rejected, tempfailed, quarantined, aborted",
+    ["outcome"],
+)
+MESSAGES = Counter(
+    "mailpolicy_messages",
+    "Messages that reached end of data, by final action",
+    ["final_action"],
+)
+POLICY_DECISIONS = Counter(
+    "mailpolicy_policy_decisions",
+    "Policy decisions by policy, mode, result and action; mode=monitor with action=reject counts "
+    "mail that enforce mode would have rejected",
+    ["policy", "mode", "result", "action"],
+)
+POLICY_EXEMPTIONS = Counter(
+    "mailpolicy_policy_exemptions",
+    "Decisions that would have acted but an exemption matched, by policy and reason",
+    ["policy", "reason"],
+)
+CHECK_ERRORS = Counter(
+    "mailpolicy_check_errors", "Unexpected exceptions inside a check (result temperror)", ["check"]
+)
+CALLBACK_ERRORS = Counter(
+    "mailpolicy_callback_errors", "Unexpected exceptions inside a milter callback", ["callback"]
+)
+CALLBACK_SECONDS = Histogram(
+    "mailpolicy_callback_duration_seconds",
+    "Time spent in each milter callback",
+    ["callback"],
+    buckets=_LATENCY_BUCKETS,
+)
+CHECK_SECONDS = Histogram(
+    "mailpolicy_check_duration_seconds", "Time spent in each check", ["check"], buckets=_LATENCY_BUCKETS
+)

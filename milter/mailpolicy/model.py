@@ -1,0 +1,148 @@
+"""Small value types shared by config, checks, policy and adapter."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Mode(StrEnum):
+    OFF = "off"
+    MONITOR = "monitor"
+    ENFORCE = "enforce"
+
+
+class Action(StrEnum):
+    """What a policy does (enforce) or would do (monitor) to a transaction."""
+
+    CONTINUE = "continue"
+    QUARANTINE = "quarantine"
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+
+
+# Higher wins when several policies ask for different actions.
+ACTION_SEVERITY = {Action.CONTINUE: 0, Action.QUARANTINE: 1, Action.TEMPFAIL: 2, Action.REJECT: 3}
+
+_REPLY_RE = re.compile(r"^([45][0-9][0-9])(?: ([45])\.([0-9]{1,3})\.([0-9]{1,3}))?(?: (.*))?$")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An SMTP reply: basic code, enhanced status code and text."""
+
+    code: str
+    xcode: str | None
+    text: str
+
+    @classmethod
+    def parse(cls, value: str) -> Reply:
+        """Parse ``"530 5.7.0 Must issue a STARTTLS command first"``; raise ValueError."""
+        m = _REPLY_RE.match(value)
+        if not m:
+            raise ValueError(
+                f"not an SMTP reply: {value!r} (expected e.g. '550 5.7.1 text', code 4xx or 5xx)"
+            )
+        code, xclass, xsub, xdet, text = m.groups()
+        if xclass is not None and xclass != code[0]:
+            raise ValueError(f"enhanced code {xclass}.{xsub}.{xdet} does not match reply code {code}")
+        text = text or ""
+        if "%" in text:
+            raise ValueError("reply text must not contain '%' (libmilter would drop the reply)")
+        if any(not (32 <= ord(c) < 127) for c in text):
+            raise ValueError("reply text must be printable ASCII on one line")
+        xcode = f"{xclass}.{xsub}.{xdet}" if xclass is not None else None
+        return cls(code, xcode, text)
+
+    @property
+    def permanent(self) -> bool:
+        return self.code.startswith("5")
+
+    def __str__(self) -> str:
+        return " ".join(p for p in (self.code, self.xcode, self.text) if p)
+
+
+@dataclass(frozen=True)
+class Exemptions:
+    networks: tuple[IPNetwork, ...] = ()
+    authenticated: bool = True
+    recipients: tuple[str, ...] = ()
+
+    def client_exempt(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        if ip is None:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+    def recipient_exempt(self, rcpt: str) -> bool:
+        """Patterns: ``user@example.org`` (address), ``postmaster@`` (local part, any domain),
+        ``@example.org`` (whole domain). Case-insensitive."""
+        addr = rcpt.strip().strip("<>").lower()
+        local, _, domain = addr.rpartition("@")
+        for pat in self.recipients:
+            if pat == addr:
+                return True
+            if pat.endswith("@") and local == pat[:-1]:
+                return True
+            if pat.startswith("@") and domain == pat[1:]:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    name: str
+    mode: Mode
+    exempt: Exemptions
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check found, and the action enforcing it would take."""
+
+    result: str
+    action: Action = Action.CONTINUE
+    reply: Reply | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Decision:
+    """A verdict turned into a decision for one transaction under one policy's mode."""
+
+    policy: str
+    mode: Mode
+    result: str
+    action: Action
+    reply: Reply | None = None
+    exempt: str | None = None
+    applied: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "mode": self.mode.value,
+            "result": self.result,
+            "action": self.action.value,
+            "applied": self.applied,
+            "exempt": self.exempt,
+        }
+        if self.reply is not None and self.action is not Action.CONTINUE:
+            rec["reply"] = str(self.reply)
+        if self.details:
+            rec["details"] = dict(self.details)
+        return rec
+
+
+def iso(ts: float) -> str:
+    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-23T04:05:06.789Z``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

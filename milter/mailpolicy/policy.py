@@ -1,0 +1,90 @@
+"""Turn a check's verdict plus the policy's mode and exemptions into a decision.
+
+This is the only place that knows what ``off``, ``monitor`` and ``enforce`` mean:
+- off: the check does not run;
+- monitor: the decision (including "would reject") is logged and counted, never applied;
+- enforce: a non-``continue`` action is applied unless an exemption matches."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from mailpolicy import metrics
+from mailpolicy.model import ACTION_SEVERITY, Action, Decision, Mode, PolicyConfig, Verdict
+
+if TYPE_CHECKING:
+    from mailpolicy.checks import CheckSpec
+    from mailpolicy.state import Transaction
+
+log = logging.getLogger("mailpolicy.policy")
+
+
+def run_check(spec: CheckSpec, cfg: PolicyConfig, txn: Transaction) -> Verdict:
+    """Run one check; an unexpected exception becomes ``temperror`` with no action."""
+    t0 = time.perf_counter()
+    try:
+        return spec.run(txn, cfg)
+    except Exception as exc:
+        metrics.CHECK_ERRORS.labels(spec.name).inc()
+        log.exception(
+            "check raised; result is temperror",
+            extra={"conn_id": txn.conn.conn_id, "queue_id": txn.queue_id, "check": spec.name},
+        )
+        return Verdict("temperror", details={"error": f"{type(exc).__name__}: {exc}"[:300]})
+    finally:
+        metrics.CHECK_SECONDS.labels(spec.name).observe(time.perf_counter() - t0)
+
+
+def decide(cfg: PolicyConfig, verdict: Verdict, txn: Transaction) -> Decision:
+    d = Decision(
+        policy=cfg.name,
+        mode=cfg.mode,
+        result=verdict.result,
+        action=verdict.action,
+        reply=verdict.reply,
+        details=verdict.details,
+    )
+    if d.action is Action.CONTINUE:
+        return d
+    if cfg.exempt.client_exempt(txn.client_ip):
+        d.exempt = "network"
+    elif cfg.exempt.authenticated and txn.auth_user:
+        d.exempt = "authenticated"
+    if d.exempt:
+        d.action = Action.CONTINUE
+    return d
+
+
+def evaluate(spec: CheckSpec, cfg: PolicyConfig, txn: Transaction) -> Decision:
+    return decide(cfg, run_check(spec, cfg, txn), txn)
+
+
+def enforceable(d: Decision) -> bool:
+    """True when this decision asks the MTA to do something now."""
+    return d.mode is Mode.ENFORCE and d.action is not Action.CONTINUE
+
+
+def strongest(decisions: Iterable[Decision]) -> Decision | None:
+    """The enforceable decision with the most severe action (first one wins a tie)."""
+    best: Decision | None = None
+    for d in decisions:
+        if enforceable(d) and (best is None or ACTION_SEVERITY[d.action] > ACTION_SEVERITY[best.action]):
+            best = d
+    return best
+
+
+def settle_recipients(d: Decision, rcpt_total: int, rcpt_exempt: int) -> None:
+    """At the end of a transaction: if every recipient was exempt, nothing was (or would have
+    been) refused, so the decision becomes ``continue`` with exemption ``recipient``."""
+    if d.action is not Action.CONTINUE and rcpt_total > 0 and rcpt_exempt == rcpt_total and not d.applied:
+        d.action = Action.CONTINUE
+        d.exempt = "recipient"
+
+
+def count(d: Decision) -> None:
+    metrics.POLICY_DECISIONS.labels(d.policy, d.mode.value, d.result, d.action.value).inc()
+    if d.exempt:
+        metrics.POLICY_EXEMPTIONS.labels(d.policy, d.exempt).inc()
