@@ -160,6 +160,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
     @guarded("connect", replies=False)
     def connect(self, hostname: Any, family: Any, hostaddr: Any) -> int:
         c = self.conn
+        c.seen_connect = True
         c.client_name = clean(hostname)
         if family in (socket.AF_INET, socket.AF_INET6) and isinstance(hostaddr, tuple):
             c.client_ip = parse_ip(hostaddr[0])
@@ -238,11 +239,14 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
             return CONTINUE
         txn.queue_id = clean(self._macro("i"), 32) or txn.queue_id
         c.messages += 1
+        at_eom = []
         for cfg in self.config.active():
             spec = CHECKS[cfg.name]
             if spec.stage is Stage.EOM:
-                txn.decisions[cfg.name] = policy.evaluate(spec, cfg, txn)
-        now = policy.strongest(d for d in txn.decisions.values() if not d.applied)
+                txn.decisions[cfg.name] = d = policy.evaluate(spec, cfg, txn)
+                at_eom.append(d)
+        # MAIL-stage decisions were applied at MAIL or per RCPT already; only EOM checks act here.
+        now = policy.strongest(at_eom)
         if now is not None and now.action in _RC_OF:
             return self._refuse(txn, now, "eom")
         if now is not None and now.action is Action.QUARANTINE:
@@ -266,6 +270,11 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         if c.current is not None:
             self._finish(c.current, "aborted", c.last_stage)
         metrics.CONNECTIONS_ACTIVE.dec()
+        if not c.seen_connect:
+            # The MTA opened and closed the milter connection without an SMTP client (Postfix
+            # does this around XCLIENT and for clients that leave before the greeting).
+            log.debug("milter connection closed before connect", extra={"conn_id": c.conn_id})
+            return CONTINUE
         metrics.CONNECTIONS.labels("true" if c.tls else "false", c.tls.version if c.tls else "none").inc()
         events.emit(c.record(time.time()))
         return CONTINUE

@@ -53,6 +53,10 @@ def decide(cfg: PolicyConfig, verdict: Verdict, txn: Transaction) -> Decision:
         d.exempt = "network"
     elif cfg.exempt.authenticated and txn.auth_user:
         d.exempt = "authenticated"
+    elif cfg.exempt.recipients and any(cfg.exempt.recipient_exempt(r) for r in txn.recipients):
+        # Only at end of message (MAIL-stage checks see no recipients yet and act per RCPT
+        # instead): one message cannot be split, so one exempt recipient exempts it.
+        d.exempt = "recipient"
     if d.exempt:
         d.action = Action.CONTINUE
     return d

@@ -104,7 +104,8 @@ class Connection:
     transactions: int = 0
     messages: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
-    last_stage: str = "connect"
+    last_stage: str = "negotiate"
+    seen_connect: bool = False
     current: Transaction | None = None
 
     def begin(self) -> Transaction:

@@ -19,7 +19,7 @@ def clean(value: object, limit: int = _MAX_LEN) -> str | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    text = "".join(c if c.isprintable() else "?" for c in str(value)).strip()
+    text = "".join(c if c.isprintable() else "?" for c in str(value).strip())
     return text[:limit] or None
 
 

@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailpolicy import config
+from mailpolicy.model import Action, Mode, Reply
+
+REFERENCE = Path(__file__).resolve().parents[2] / "config" / "mailpolicy.toml"
+
+
+def errors_of(data: dict[str, object]) -> list[str]:
+    with pytest.raises(config.ConfigError) as exc:
+        config.parse(data)
+    return exc.value.errors
+
+
+def test_defaults_are_safe() -> None:
+    cfg = config.parse({})
+    assert cfg.milter.socket == "unix:/run/mailpolicy/milter.sock"
+    assert cfg.milter.socket_mode == 0o660 and cfg.milter.socket_group == "postfix"
+    assert cfg.metrics.listen == ("127.0.0.1", 9469)
+    assert {p.name: p.mode for p in cfg.policies.values()} == {
+        "require_starttls": Mode.MONITOR,
+        "tls_min_version": Mode.MONITOR,
+    }
+    st = cfg.policies["require_starttls"]
+    assert st.options["reply"] == Reply("530", "5.7.0", "Must issue a STARTTLS command first")
+    assert cfg.policies["tls_min_version"].options["min_version"] == "TLSv1.2"
+
+
+def test_reference_file_is_valid_and_equals_defaults() -> None:
+    assert config.load(str(REFERENCE)) == config.parse({})
+
+
+def test_every_error_is_reported_with_its_key_path() -> None:
+    errs = errors_of(
+        {
+            "milter": {
+                "socket": "tcp:1",
+                "bogus": 1,
+                "socket_mode": "0600",
+                "timeout": "10",
+                "socket_group": "no-such-group-xyz",
+                "on_error": "reject",
+            },
+            "metrics": {"listen": "localhost"},
+            "log": {"level": "loud"},
+            "policies": {
+                "require_starttls": {
+                    "mode": "enforced",
+                    "reply": "250 ok",
+                    "exempt_networks": ["10.0.0.1/8", "2001:db8::/129"],
+                },
+                "tls_min_version": {"min_version": "TLSv9", "exempt_recipients": ["not an address"]},
+                "nope": {},
+            },
+            "extra": {},
+        }
+    )
+    keys = [e.split(":", 1)[0] for e in errs]
+    assert keys == [
+        "extra",
+        "milter.bogus",
+        "milter.socket",
+        "milter.socket_group",
+        "milter.socket_mode",
+        "milter.timeout",
+        "milter.on_error",
+        "log.level",
+        "metrics.listen",
+        "policies.nope",
+        "policies.require_starttls.mode",
+        "policies.require_starttls.exempt_networks",
+        "policies.require_starttls.reply",
+        "policies.tls_min_version.exempt_recipients",
+        "policies.tls_min_version.min_version",
+    ]
+    assert any("10.0.0.1/8" in e and "host bits" in e for e in errs)
+    assert any("no such group 'no-such-group-xyz'" in e for e in errs)
+
+
+@pytest.mark.parametrize(
+    "policy,action,reply,problem",
+    [
+        ("require_starttls", "reject", "450 4.7.0 later", "needs a 5xx reply"),
+        ("require_starttls", "tempfail", "530 5.7.0 no", "needs a 4xx reply"),
+        ("tls_min_version", "reject", "550 4.7.0 mismatch", "does not match"),
+        ("tls_min_version", "reject", "550 5.7.0 100% wrong", "must not contain '%'"),
+        ("require_starttls", "quarantine", "", "must be one of reject, tempfail"),
+    ],
+)
+def test_reply_and_action_must_agree(policy: str, action: str, reply: str, problem: str) -> None:
+    errs = errors_of({"policies": {policy: {"action": action, "reply": reply}}})
+    assert len(errs) == 1 and errs[0].startswith(f"policies.{policy}.") and problem in errs[0]
+
+
+def test_tempfail_gets_a_4xx_default_reply() -> None:
+    cfg = config.parse(
+        {
+            "policies": {
+                "require_starttls": {"action": "tempfail"},
+                "tls_min_version": {"min_version": "TLSv1.3", "action": "tempfail"},
+            }
+        }
+    )
+    assert str(cfg.policies["require_starttls"].options["reply"]).startswith("450 4.7.0")
+    assert cfg.policies["require_starttls"].options["action"] is Action.TEMPFAIL
+    assert str(cfg.policies["tls_min_version"].options["reply"]) == (
+        "450 4.7.0 TLS version too old: use TLSv1.3 or newer"
+    )
+
+
+def test_exemptions_parse() -> None:
+    cfg = config.parse(
+        {
+            "policies": {
+                "require_starttls": {
+                    "exempt_networks": ["192.0.2.0/24", "2001:db8::/32"],
+                    "exempt_recipients": ["Postmaster@", "abuse@example.org", "@example.net"],
+                    "exempt_authenticated": False,
+                }
+            }
+        }
+    )
+    ex = cfg.policies["require_starttls"].exempt
+    assert ex.client_exempt(ipaddress.ip_address("192.0.2.9"))
+    assert ex.client_exempt(ipaddress.ip_address("::ffff:192.0.2.9"))
+    assert ex.client_exempt(ipaddress.ip_address("2001:db8:1::1"))
+    assert not ex.client_exempt(ipaddress.ip_address("198.51.100.1"))
+    assert not ex.client_exempt(None)
+    assert ex.recipient_exempt("<POSTMASTER@any.example>")
+    assert ex.recipient_exempt("abuse@example.org") and not ex.recipient_exempt("abuse@example.com")
+    assert ex.recipient_exempt("anyone@example.net") and not ex.recipient_exempt("x@sub.example.net")
+    assert ex.authenticated is False
+
+
+@pytest.mark.parametrize(
+    "text,listen", [("[::1]:9100", ("::1", 9100)), ("", None), ("0.0.0.0:1", ("0.0.0.0", 1))]
+)
+def test_metrics_listen(text: str, listen: tuple[str, int] | None) -> None:
+    assert config.parse({"metrics": {"listen": text}}).metrics.listen == listen
+
+
+def test_load_reports_toml_syntax_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[milter\nsocket = 1\n")
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(str(bad))
+    assert "TOML syntax error" in exc.value.errors[0]
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(str(tmp_path / "missing.toml"))
+    assert "cannot read" in exc.value.errors[0]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailpolicy", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
+    ok = run_cli("check-config", str(REFERENCE))
+    assert ok.returncode == 0 and "require_starttls: monitor" in ok.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[policies.require_starttls]\nmode = "enforced"\n[milter]\nsocket_mode = "0644"\n')
+    r = run_cli("check-config", str(bad))
+    assert r.returncode == 1
+    assert "milter.socket_mode: must give the group read and write permission" in r.stderr
+    assert "policies.require_starttls.mode: must be one of off, monitor, enforce (got 'enforced')" in r.stderr
+    assert "2 error(s)" in r.stderr
+
+
+def test_run_refuses_a_bad_config_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[policies.tls_min_version]\nmin_version = "TLSv1.9x"\n')
+    r = run_cli("run", "--config", str(bad))
+    assert r.returncode == 1
+    assert "policies.tls_min_version.min_version" in r.stderr and "refusing to start" in r.stderr

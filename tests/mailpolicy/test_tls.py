@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from mailpolicy.tls import from_macros, normalize_version, version_key
+
+
+@pytest.mark.parametrize(
+    "raw,norm",
+    [
+        ("TLSv1.3", "TLSv1.3"),
+        ("TLSv1.2", "TLSv1.2"),
+        ("TLSv1", "TLSv1"),
+        ("TLSv1.0", "TLSv1"),
+        ("tls1.1", "TLSv1.1"),
+        ("SSLv3", "SSLv3"),
+        ("TLSv1.4", "TLSv1.4"),
+        ("garbage", "unknown"),
+        ("TLSv2.0", "unknown"),
+        ("SSLv3.1", "unknown"),
+        ("TLSv1.2\x00\xff", "unknown"),
+        ("", None),
+        (None, None),
+        ("  ", None),
+    ],
+)
+def test_normalize_version(raw: str | None, norm: str | None) -> None:
+    assert normalize_version(raw) == norm
+
+
+def test_version_order() -> None:
+    keys = [version_key(v) for v in ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", "TLSv1.4")]
+    assert keys == sorted(keys)
+    assert version_key("unknown") is None
+
+
+def macros(**kw: object) -> Callable[[str], object]:
+    table = {f"{{{k}}}": v for k, v in kw.items()}
+    return lambda name: table.get(name)
+
+
+def test_from_macros_plaintext_and_tls() -> None:
+    assert from_macros(macros()) is None
+    t = from_macros(
+        macros(
+            tls_version="TLSv1.2",
+            cipher="ECDHE-RSA-AES128-GCM-SHA256",
+            cipher_bits="128",
+            cert_subject="client.example",
+            cert_issuer="Test CA",
+        )
+    )
+    assert t is not None
+    assert t.record() == {
+        "tls_version": "TLSv1.2",
+        "tls_cipher": "ECDHE-RSA-AES128-GCM-SHA256",
+        "tls_cipher_bits": 128,
+        "tls_cert_subject": "client.example",
+        "tls_cert_issuer": "Test CA",
+    }
+
+
+@pytest.mark.parametrize(
+    "kw,version,bits",
+    [
+        ({"tls_version": "banana", "cipher_bits": "lots"}, "unknown", None),
+        ({"cipher": "AES", "cipher_bits": "-1"}, "unknown", None),
+        ({"tls_version": b"TLSv1.3", "cipher_bits": "9" * 40}, "TLSv1.3", None),
+        ({"tls_version": "TLSv1.3", "cipher_bits": "256"}, "TLSv1.3", 256),
+    ],
+)
+def test_garbage_macros_give_defined_values(kw: dict[str, object], version: str, bits: int | None) -> None:
+    t = from_macros(macros(**kw))
+    assert t is not None and t.version == version and t.bits == bits
+
+
+def test_control_characters_and_length_are_bounded() -> None:
+    t = from_macros(macros(tls_version="TLSv1.2", cert_subject="CN=x\r\nInjected: yes" + "A" * 1000))
+    assert t is not None and t.cert_subject is not None
+    assert "\n" not in t.cert_subject and len(t.cert_subject) == 256

@@ -1,0 +1,355 @@
+"""Real parts for protocol and end-to-end tests: the mailpolicy process on a unix socket, a
+throwaway Postfix instance on loopback, event-log and /metrics readers.
+
+Everything lives under one temp directory (mode 0755 so that Postfix's unprivileged smtpd can
+reach the milter socket) and only ever listens on 127.0.0.1 / ::1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Event = dict[str, Any]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def make_workdir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Enough TOML for our config files: tables of scalars/lists, nested one level (policies.X)."""
+    lines: list[str] = []
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in body.items() if not isinstance(v, dict)}
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in scalars.items())
+        for k, v in body.items():
+            if isinstance(v, dict):
+                table(f"{name}.{k}", v)
+
+    for name, body in config.items():
+        table(name, body)
+    return "\n".join(lines) + "\n"
+
+
+class MilterProcess:
+    """``mailpolicy run`` as a subprocess with its own config, socket, event log and metrics port."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None):
+        self.dir = workdir
+        self.socket = str(workdir / "milter.sock")
+        self.log_file = workdir / "events.log"
+        self.metrics_port = free_port()
+        cfg: dict[str, Any] = {
+            "milter": {"socket": f"unix:{self.socket}", "hostname": "mx1.test.example"},
+            "log": {"stdout": False, "file": str(self.log_file), "level": "info"},
+            "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
+        }
+        for section, body in (config or {}).items():
+            if isinstance(body, dict) and section in cfg:
+                cfg[section] = {**cfg[section], **body}
+            else:
+                cfg[section] = body
+        self.config_path = workdir / "mailpolicy.toml"
+        self.config_path.write_text(to_toml(cfg))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_path = workdir / "milter.stderr"
+
+    def start(self) -> MilterProcess:
+        stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailpolicy", "run", "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"mailpolicy exited {self.proc.returncode}: {self.stderr_text()}")
+            return os.path.exists(self.socket) and self._metrics_up()
+
+        wait_for(ready, 20, "mailpolicy socket and metrics endpoint")
+        return self
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def _metrics_up(self) -> bool:
+        try:
+            self.metrics_text()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            # libmilter takes 4-5 s to wind down after SIGTERM; tests need not wait for that.
+            self.proc.kill()
+            self.proc.wait(5)
+
+    # -- observations -------------------------------------------------------------------------
+    def lines(self) -> list[Event]:
+        if not self.log_file.exists():
+            return []
+        return [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
+
+    def events(self, kind: str | None = None) -> list[Event]:
+        return [e for e in self.lines() if "event" in e and (kind is None or e["event"] == kind)]
+
+    def wait_event(
+        self, pred: Callable[[Event], bool], kind: str | None = None, timeout: float = 15.0
+    ) -> Event:
+        def find() -> Event | None:
+            return next((e for e in self.events(kind) if pred(e)), None)
+
+        return wait_for(find, timeout, f"a {kind or 'any'} event matching the predicate")  # type: ignore[no-any-return]
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples called ``name`` whose labels include ``labels`` (0 if none)."""
+        total = 0.0
+        for fam in text_string_to_metric_families(self.metrics_text()):
+            for s in fam.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    total += s.value
+        return total
+
+
+MASTER_CF = """\
+{listen4} inet n - n - - smtpd
+{listen6} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+"""
+
+
+def make_cert(directory: Path, cn: str = "mx.test.example") -> tuple[Path, Path]:
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+class Postfix:
+    """A throwaway Postfix instance (its own config and queue directory) on 127.0.0.1 and ::1."""
+
+    def __init__(self, workdir: Path, milter_socket: str | None, main: dict[str, str] | None = None):
+        self.dir = workdir
+        self.conf = workdir / "etc"
+        self.queue = workdir / "queue"
+        self.port = free_port()
+        self.port6 = free_port("::1")
+        self.maillog = workdir / "maillog"
+        self.conf.mkdir()
+        self.queue.mkdir(mode=0o755)  # "postfix check" creates what is inside, not the directory itself
+        key, cert = make_cert(workdir)
+        settings = {
+            "compatibility_level": "3.6",
+            "queue_directory": str(self.queue),
+            "data_directory": str(workdir / "data"),
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "myhostname": "mx.test.example",
+            "mydomain": "test.example",
+            "mydestination": "",
+            "inet_protocols": "all",
+            "inet_interfaces": "127.0.0.1, [::1]",
+            "smtpd_peername_lookup": "no",
+            "smtp_dns_support_level": "disabled",
+            "smtpd_authorized_xclient_hosts": "127.0.0.0/8, [::1]/128",
+            "mynetworks": "127.0.0.0/8, [::1]/128",
+            # Every domain is a relay domain (delivered to discard:), so XCLIENT clients can send too.
+            "relay_domains": "static:ALL",
+            "smtpd_relay_restrictions": "reject_unauth_destination",
+            "default_transport": "discard",
+            "relay_transport": "discard",
+            "local_transport": "discard",
+            "alias_maps": "",
+            "alias_database": "",
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": str(cert),
+            "smtpd_tls_key_file": str(key),
+            "smtpd_tls_loglevel": "1",
+            "milter_protocol": "6",
+            "milter_default_action": "tempfail",
+            "maillog_file": str(self.maillog),
+            "maillog_file_prefixes": str(workdir),
+            "biff": "no",
+            "smtpd_banner": "$myhostname ESMTP",
+            "smtpd_error_sleep_time": "0",
+            "smtpd_soft_error_limit": "1000",
+            "smtpd_hard_error_limit": "1000",
+            "smtpd_client_connection_rate_limit": "0",
+            "anvil_rate_time_unit": "60s",
+            "default_process_limit": "50",
+        }
+        if milter_socket:
+            settings["smtpd_milters"] = f"unix:{milter_socket}"
+        settings.update(main or {})
+        self.settings = settings
+        (self.conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        (self.conf / "master.cf").write_text(
+            MASTER_CF.format(listen4=f"127.0.0.1:{self.port}", listen6=f"[::1]:{self.port6}")
+        )
+
+    def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["postfix", "-c", str(self.conf), *args], capture_output=True, text=True)
+
+    def start(self) -> Postfix:
+        for step in ("check", "start"):
+            r = self._postfix(step)
+            if r.returncode != 0:
+                raise RuntimeError(f"postfix {step} failed ({r.returncode}): {r.stdout}{r.stderr}")
+        wait_for(lambda: self._listening(), 20, "Postfix smtpd to listen")
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                return s.recv(100).startswith(b"220")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self._postfix("stop")
+        pidfile = self.queue / "pid" / "master.pid"
+
+        def gone() -> bool:
+            try:
+                pid = int(pidfile.read_text().strip())
+                os.kill(pid, 0)
+                return False
+            except (OSError, ValueError):
+                return True
+
+        with suppress(TimeoutError):
+            wait_for(gone, 10, "the Postfix master to exit")
+
+    def log(self) -> str:
+        return self.maillog.read_text(errors="replace") if self.maillog.exists() else ""
+
+
+class Stack:
+    """mailpolicy + Postfix wired together, started and stopped as one."""
+
+    def __init__(self, config: dict[str, Any] | None = None, postfix_main: dict[str, str] | None = None):
+        self.dir = make_workdir("mailpolicy-e2e-")
+        self.milter = MilterProcess(self.dir, config)
+        self.postfix = Postfix(self.dir, self.milter.socket, postfix_main)
+
+    def start(self) -> Stack:
+        self.milter.start()
+        try:
+            self.postfix.start()
+        except Exception:
+            self.postfix.stop()
+            self.milter.stop()
+            raise
+        return self
+
+    def stop(self, keep: bool = False) -> None:
+        self.postfix.stop()
+        self.milter.stop()
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def running(
+    config: dict[str, Any] | None = None, postfix_main: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    stack = Stack(config, postfix_main).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
