@@ -1,0 +1,122 @@
+"""Throughput of Postfix with and without mailpolicy, measured in the same run.
+
+Two throwaway Postfix instances on loopback (same config, one with mailpolicy attached over a unix
+socket) each receive the same smtp-source load, alternately, several rounds. Prints msg/s for both,
+their ratio, the milter's CPU time per message and its RSS.
+
+    python bench/throughput.py [--messages 2000] [--sessions 10] [--rounds 2] [--size 1024]
+                               [--config extra.toml-as-json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.stack import Postfix, Stack, make_workdir, wait_for  # noqa: E402
+
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def smtp_source(port: int, messages: int, sessions: int, size: int) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["smtp-source", "-c", "-l", str(size), "-m", str(messages), "-s", str(sessions),
+         "-f", "bench@sender.example", "-t", "user@rcpt.example", f"127.0.0.1:{port}"],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--sessions", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--config", default="{}", help="mailpolicy config overrides as JSON")
+    ap.add_argument("--reference", action="store_true",
+                    help="also measure a do-nothing pymilter (bench/null_milter.py) in the same run")
+    args = ap.parse_args()
+
+    plain_dir = make_workdir("mailpolicy-bench-")
+    plain = Postfix(plain_dir, None)
+    stack = Stack(json.loads(args.config))
+    plain.start()
+    stack.start()
+    null_proc = null_pf = None
+    if args.reference:
+        null_sock = str(plain_dir / "null.sock")
+        null_proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("null_milter.py")), null_sock])
+        wait_for(lambda: os.path.exists(null_sock), 20, "the null milter socket")
+        os.chown(null_sock, -1, __import__("grp").getgrnam("postfix").gr_gid)
+        null_dir = plain_dir / "null"
+        null_dir.mkdir()
+        null_pf = Postfix(null_dir, null_sock).start()
+    assert stack.milter.proc is not None
+    pid = stack.milter.proc.pid
+    try:
+        # Warm-up: first connections pay for process start-up on both sides.
+        smtp_source(plain.port, 50, 5, args.size)
+        smtp_source(stack.postfix.port, 50, 5, args.size)
+        base, with_milter, cpu, null = [], [], [], []
+        for rnd in range(args.rounds):
+            base.append(args.messages / smtp_source(plain.port, args.messages, args.sessions, args.size))
+            c0 = cpu_seconds(pid)
+            with_milter.append(args.messages / smtp_source(stack.postfix.port, args.messages, args.sessions,
+                                                           args.size))
+            cpu.append((cpu_seconds(pid) - c0) * 1000 / args.messages)
+            if null_pf is not None:
+                null.append(args.messages / smtp_source(null_pf.port, args.messages, args.sessions, args.size))
+            print(f"round {rnd + 1}: no milter {base[-1]:7.1f} msg/s   with mailpolicy {with_milter[-1]:7.1f} msg/s"
+                  + (f"   do-nothing pymilter {null[-1]:7.1f} msg/s" if null else ""))
+        expected = args.messages * args.rounds + 50
+        wait_for(lambda: stack.milter.metric("mailpolicy_messages_total") >= expected, 60, "all messages")
+        b, w = statistics.median(base), statistics.median(with_milter)
+        print(f"\nmessages per run: {args.messages}, sessions: {args.sessions}, size: {args.size} B, "
+              f"rounds: {args.rounds}")
+        print(f"Postfix, no milter:       {b:7.1f} msg/s (median)")
+        print(f"Postfix + mailpolicy:     {w:7.1f} msg/s (median)")
+        print(f"ratio:                    {w / b:7.2f}x")
+        if null:
+            n = statistics.median(null)
+            print(f"do-nothing pymilter:      {n:7.1f} msg/s (median), ratio {n / b:.2f}x; "
+                  f"mailpolicy/do-nothing {w / n:.2f}x")
+        print(f"milter CPU per message:   {statistics.median(cpu):7.2f} ms")
+        print(f"milter RSS after the run: {rss_mib(pid):7.1f} MiB")
+        print(f"milter messages counted:  {stack.milter.metric('mailpolicy_messages_total'):.0f}")
+    finally:
+        stack.stop()
+        plain.stop()
+        if null_pf is not None:
+            null_pf.stop()
+        if null_proc is not None:
+            null_proc.kill()
+        import shutil
+
+        shutil.rmtree(plain_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
