@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.stack import Postfix, Stack, make_workdir, wait_for  # noqa: E402
+from support.stack import Postfix, Stack, make_workdir, wait_for
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -41,9 +41,23 @@ def rss_mib(pid: int) -> float:
 def smtp_source(port: int, messages: int, sessions: int, size: int) -> float:
     t0 = time.perf_counter()
     subprocess.run(
-        ["smtp-source", "-c", "-l", str(size), "-m", str(messages), "-s", str(sessions),
-         "-f", "bench@sender.example", "-t", "user@rcpt.example", f"127.0.0.1:{port}"],
-        check=True, stdout=subprocess.DEVNULL,
+        [
+            "smtp-source",
+            "-c",
+            "-l",
+            str(size),
+            "-m",
+            str(messages),
+            "-s",
+            str(sessions),
+            "-f",
+            "bench@sender.example",
+            "-t",
+            "user@rcpt.example",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - t0
 
@@ -55,8 +69,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--config", default="{}", help="mailpolicy config overrides as JSON")
-    ap.add_argument("--reference", action="store_true",
-                    help="also measure a do-nothing pymilter (bench/null_milter.py) in the same run")
+    ap.add_argument(
+        "--reference",
+        action="store_true",
+        help="also measure a do-nothing pymilter (bench/null_milter.py) in the same run",
+    )
     args = ap.parse_args()
 
     plain_dir = make_workdir("mailpolicy-bench-")
@@ -67,7 +84,9 @@ def main() -> int:
     null_proc = null_pf = None
     if args.reference:
         null_sock = str(plain_dir / "null.sock")
-        null_proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("null_milter.py")), null_sock])
+        null_proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("null_milter.py")), null_sock]
+        )
         wait_for(lambda: os.path.exists(null_sock), 20, "the null milter socket")
         os.chown(null_sock, -1, __import__("grp").getgrnam("postfix").gr_gid)
         null_dir = plain_dir / "null"
@@ -83,25 +102,35 @@ def main() -> int:
         for rnd in range(args.rounds):
             base.append(args.messages / smtp_source(plain.port, args.messages, args.sessions, args.size))
             c0 = cpu_seconds(pid)
-            with_milter.append(args.messages / smtp_source(stack.postfix.port, args.messages, args.sessions,
-                                                           args.size))
+            with_milter.append(
+                args.messages / smtp_source(stack.postfix.port, args.messages, args.sessions, args.size)
+            )
             cpu.append((cpu_seconds(pid) - c0) * 1000 / args.messages)
             if null_pf is not None:
-                null.append(args.messages / smtp_source(null_pf.port, args.messages, args.sessions, args.size))
-            print(f"round {rnd + 1}: no milter {base[-1]:7.1f} msg/s   with mailpolicy {with_milter[-1]:7.1f} msg/s"
-                  + (f"   do-nothing pymilter {null[-1]:7.1f} msg/s" if null else ""))
+                null.append(
+                    args.messages / smtp_source(null_pf.port, args.messages, args.sessions, args.size)
+                )
+            print(
+                f"round {rnd + 1}: no milter {base[-1]:7.1f} msg/s   "
+                f"with mailpolicy {with_milter[-1]:7.1f} msg/s"
+                + (f"   do-nothing pymilter {null[-1]:7.1f} msg/s" if null else "")
+            )
         expected = args.messages * args.rounds + 50
         wait_for(lambda: stack.milter.metric("mailpolicy_messages_total") >= expected, 60, "all messages")
         b, w = statistics.median(base), statistics.median(with_milter)
-        print(f"\nmessages per run: {args.messages}, sessions: {args.sessions}, size: {args.size} B, "
-              f"rounds: {args.rounds}")
+        print(
+            f"\nmessages per run: {args.messages}, sessions: {args.sessions}, size: {args.size} B, "
+            f"rounds: {args.rounds}"
+        )
         print(f"Postfix, no milter:       {b:7.1f} msg/s (median)")
         print(f"Postfix + mailpolicy:     {w:7.1f} msg/s (median)")
         print(f"ratio:                    {w / b:7.2f}x")
         if null:
             n = statistics.median(null)
-            print(f"do-nothing pymilter:      {n:7.1f} msg/s (median), ratio {n / b:.2f}x; "
-                  f"mailpolicy/do-nothing {w / n:.2f}x")
+            print(
+                f"do-nothing pymilter:      {n:7.1f} msg/s (median), ratio {n / b:.2f}x; "
+                f"mailpolicy/do-nothing {w / n:.2f}x"
+            )
         print(f"milter CPU per message:   {statistics.median(cpu):7.2f} ms")
         print(f"milter RSS after the run: {rss_mib(pid):7.1f} MiB")
         print(f"milter messages counted:  {stack.milter.metric('mailpolicy_messages_total'):.0f}")

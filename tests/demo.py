@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support.smtp import Client, unique_sender  # noqa: E402
-from support.stack import Stack  # noqa: E402
+from support.smtp import Client, unique_sender
+from support.stack import Stack
 
 CONFIG = {
     "policies": {
@@ -51,7 +51,9 @@ def main() -> int:
             if tls:
                 c.starttls(tls)
             for _ in range(count):
-                r = c.send(unique_sender("demo", (name or "localhost").split(".", 1)[-1]), ["user@rcpt.example"])
+                r = c.send(
+                    unique_sender("demo", (name or "localhost").split(".", 1)[-1]), ["user@rcpt.example"]
+                )
                 print(f"  {addr:<14} {tls or 'plaintext':<9} -> {'accepted' if r.accepted else r}")
             c.quit()
         expected = sum(n for *_, n in SAMPLE)
@@ -62,23 +64,45 @@ def main() -> int:
 
         section("connection records (one JSON line each, abridged)")
         for e in stack.milter.events("connection"):
-            keys = ("conn_id", "client_ip", "client_name", "helo", "starttls", "tls_version", "tls_cipher",
-                    "tls_cipher_bits", "transactions", "messages", "outcomes", "duration_s")
+            keys = (
+                "conn_id",
+                "client_ip",
+                "client_name",
+                "helo",
+                "starttls",
+                "tls_version",
+                "tls_cipher",
+                "tls_cipher_bits",
+                "transactions",
+                "messages",
+                "outcomes",
+                "duration_s",
+            )
             print("  " + json.dumps({k: e[k] for k in keys}))
         section("transaction records (abridged)")
         for e in stack.milter.events("transaction"):
-            pol = {n: f"{p['result']}->{p['action']}{' (exempt ' + p['exempt'] + ')' if p['exempt'] else ''}"
-                   for n, p in e["policies"].items()}
-            print(f"  {e['queue_id']:<12} {e['client_ip']:<14} {e['tls_version'] or 'plaintext':<9} "
-                  f"{e['outcome']:<9} {json.dumps(pol)}")
+            pol = {
+                n: f"{p['result']}->{p['action']}{' (exempt ' + p['exempt'] + ')' if p['exempt'] else ''}"
+                for n, p in e["policies"].items()
+            }
+            print(
+                f"  {e['queue_id']:<12} {e['client_ip']:<14} {e['tls_version'] or 'plaintext':<9} "
+                f"{e['outcome']:<9} {json.dumps(pol)}"
+            )
         section("would-reject counts from /metrics (monitor mode: nothing was refused)")
         m = stack.milter
         for policy in ("require_starttls", "tls_min_version"):
-            print(f"  {policy:<17} would reject: "
-                  f"{m.metric('mailpolicy_policy_decisions_total', policy=policy, mode='monitor', action='reject'):.0f}"
-                  f"   exempted: {m.metric('mailpolicy_policy_exemptions_total', policy=policy):.0f}")
-        print(f"  transactions accepted: {m.metric('mailpolicy_transactions_total', outcome='accepted'):.0f}, "
-              f"rejected: {m.metric('mailpolicy_transactions_total', outcome='rejected'):.0f}")
+            would = m.metric(
+                "mailpolicy_policy_decisions_total", policy=policy, mode="monitor", action="reject"
+            )
+            print(
+                f"  {policy:<17} would reject: {would:.0f}"
+                f"   exempted: {m.metric('mailpolicy_policy_exemptions_total', policy=policy):.0f}"
+            )
+        print(
+            f"  transactions accepted: {m.metric('mailpolicy_transactions_total', outcome='accepted'):.0f}, "
+            f"rejected: {m.metric('mailpolicy_transactions_total', outcome='rejected'):.0f}"
+        )
         print("\n  raw lines:")
         for line in m.metrics_text().splitlines():
             if line.startswith("mailpolicy_policy_decisions_total") and 'mode="monitor"' in line:
