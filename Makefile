@@ -4,7 +4,7 @@
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postfix libmilter-dev swaks openssl python3-venv prometheus chromium
+APT_PACKAGES := postfix libmilter-dev swaks openssl prometheus chromium
 export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: deps venv lint test demo bench clean

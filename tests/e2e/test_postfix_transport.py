@@ -5,7 +5,6 @@ they write and the metrics they count."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -160,7 +159,6 @@ def test_monitor_xclient_clients_and_exemptions(
     assert conn["client_ip"] == addr
 
 
-@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is installed by make test")
 @pytest.mark.parametrize("args,version", [([], None), (["-tls", "--tls-protocol", "tlsv1_2"], "TLSv1.2")])
 def test_monitor_swaks_client(monitor_stack: Stack, args: list[str], version: str | None) -> None:
     sender = unique_sender("swaks")

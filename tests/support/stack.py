@@ -319,15 +319,74 @@ class Postfix:
         return self.maillog.read_text(errors="replace") if self.maillog.exists() else ""
 
 
+class SmtpSink:
+    """Postfix's smtp-sink on loopback, saving every message it receives to a directory: the way to
+    look at mail exactly as Postfix delivered it (headers the milter added or removed included)."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir / "captured"
+        self.dir.mkdir(mode=0o777)
+        self.dir.chmod(0o777)  # smtp-sink drops privileges to postfix (-u) before writing
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SmtpSink:
+        self.proc = subprocess.Popen(
+            ["smtp-sink", "-u", "postfix", "-d", f"{self.dir}/%H%M%S.", f"127.0.0.1:{self.port}", "100"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self._up(), 10, "smtp-sink to listen")
+        return self
+
+    def _up(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def messages(self) -> list[bytes]:
+        return [p.read_bytes() for p in sorted(self.dir.iterdir()) if p.is_file()]
+
+    def find(self, needle: bytes, timeout: float = 15.0) -> bytes:
+        """The captured message containing ``needle`` (e.g. a unique Message-ID)."""
+        return wait_for(
+            lambda: next((m for m in self.messages() if needle in m), None),
+            timeout,  # type: ignore[no-any-return]
+            f"a captured message containing {needle!r}",
+        )
+
+
 class Stack:
     """mailpolicy + Postfix wired together, started and stopped as one."""
 
-    def __init__(self, config: dict[str, Any] | None = None, postfix_main: dict[str, str] | None = None):
+    CAPTURE_DOMAIN = "capture.example"
+
+    def __init__(
+        self,
+        config: dict[str, Any] | None = None,
+        postfix_main: dict[str, str] | None = None,
+        capture: bool = False,
+    ):
+        """``capture=True``: mail to ``@capture.example`` is relayed to an smtp-sink (``self.sink``)
+        instead of being discarded."""
         self.dir = make_workdir("mailpolicy-e2e-")
         self.milter = MilterProcess(self.dir, config)
-        self.postfix = Postfix(self.dir, self.milter.socket, postfix_main)
+        self.sink = SmtpSink(self.dir) if capture else None
+        main = dict(postfix_main or {})
+        if self.sink is not None:
+            main["transport_maps"] = f"inline:{{ {self.CAPTURE_DOMAIN}=smtp:[127.0.0.1]:{self.sink.port} }}"
+        self.postfix = Postfix(self.dir, self.milter.socket, main)
 
     def start(self) -> Stack:
+        if self.sink is not None:
+            self.sink.start()
         self.milter.start()
         try:
             self.postfix.start()
@@ -340,6 +399,8 @@ class Stack:
     def stop(self, keep: bool = False) -> None:
         self.postfix.stop()
         self.milter.stop()
+        if self.sink is not None:
+            self.sink.stop()
         if not keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
