@@ -59,3 +59,20 @@ def enforce_rcpt_stack() -> Iterator[Stack]:
             }
         }
     )
+
+
+@pytest.fixture(scope="module")
+def tempfail_stack() -> Iterator[Stack]:
+    """require_starttls enforced with action tempfail and a custom reply."""
+    yield from _stack(
+        {
+            "policies": {
+                "require_starttls": {
+                    "mode": "enforce",
+                    "action": "tempfail",
+                    "reply": "451 4.7.0 Try again with STARTTLS",
+                },
+                "tls_min_version": {"mode": "off"},
+            }
+        }
+    )

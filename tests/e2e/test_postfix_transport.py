@@ -296,3 +296,15 @@ def test_enforce_recipient_exemption_refuses_each_other_rcpt(enforce_rcpt_stack:
     assert t["policies"]["require_starttls"]["action"] == "continue"
     t = txn_for(enforce_rcpt_stack, nobody)
     assert t["outcome"] == "rejected" and t["stage"] == "rcpt" and t["final_action"] == "reject"
+
+
+def test_enforce_tempfail_action_with_custom_reply(tempfail_stack: Stack) -> None:
+    sender = unique_sender("tf")
+    c = Client("127.0.0.1", tempfail_stack.postfix.port)
+    r = c.send(sender, ["user@rcpt.example"])
+    c.quit()
+    assert r.refused_sender == (451, "4.7.0 Try again with STARTTLS")
+    t = txn_for(tempfail_stack, sender)
+    assert t["outcome"] == "tempfailed" and t["final_action"] == "tempfail"
+    assert t["policies"]["require_starttls"]["action"] == "tempfail"
+    assert "tls_min_version" not in t["policies"]  # mode off: not evaluated, not recorded

@@ -116,3 +116,29 @@ def test_connection_dropped_mid_transaction_is_recorded(milter_proc: MilterProce
     c2 = MilterClient(milter_proc.socket)
     c2.connect("next.example", "203.0.113.98")
     c2.quit()
+
+
+def test_tcp_socket_on_loopback() -> None:
+    import shutil
+
+    from support.stack import free_port, make_workdir
+
+    workdir = make_workdir("mailpolicy-inet-")
+    port = free_port()
+    proc = MilterProcess(workdir, {"milter": {"socket": f"inet:{port}@127.0.0.1"}})
+    proc.socket = f"inet:{port}@127.0.0.1"
+    try:
+        proc.start()
+        c = MilterClient(proc.socket)
+        c.connect("tcp.example", "203.0.113.50")
+        c.helo("tcp.example", macros=TLS12)
+        s = sender()
+        assert c.mail(s).continued
+        assert c.rcpt("user@rcpt.example").continued
+        assert c.eom({"i": "TCPQ1"}).continued
+        c.quit()
+        t = proc.wait_event(lambda e: e.get("mail_from") == s, "transaction")
+        assert t["queue_id"] == "TCPQ1" and t["tls_version"] == "TLSv1.2"
+    finally:
+        proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

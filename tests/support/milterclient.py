@@ -51,9 +51,15 @@ def _reply_text(rdict: dict[str, Any]) -> str:
 
 class MilterClient:
     def __init__(self, path: str, timeout: float = 10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        """``path``: a unix socket path, or ``inet:PORT@HOST`` as in the milter's config."""
+        if path.startswith("inet:"):
+            port, _, host = path[5:].partition("@")
+            self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(path)
         self.conn = client.MilterConnection(self.sock)
         self.protocol = 0
         self.actions = 0

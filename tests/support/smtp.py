@@ -67,7 +67,8 @@ class Client:
         try:
             refused = self.smtp.sendmail(sender, rcpts, body or message(sender, rcpts))
         except smtplib.SMTPSenderRefused as exc:
-            self.smtp.rset()
+            with contextlib.suppress(smtplib.SMTPServerDisconnected):
+                self.smtp.rset()
             return Result(False, refused_sender=(exc.smtp_code, exc.smtp_error.decode()))
         except smtplib.SMTPRecipientsRefused as exc:
             return Result(False, refused_rcpts={r: (c, t.decode()) for r, (c, t) in exc.recipients.items()})

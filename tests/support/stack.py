@@ -113,10 +113,20 @@ class MilterProcess:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"mailpolicy exited {self.proc.returncode}: {self.stderr_text()}")
-            return os.path.exists(self.socket) and self._metrics_up()
+            return self._socket_up() and self._metrics_up()
 
         wait_for(ready, 20, "mailpolicy socket and metrics endpoint")
         return self
+
+    def _socket_up(self) -> bool:
+        if not self.socket.startswith("inet:"):
+            return os.path.exists(self.socket)
+        port, _, host = self.socket[5:].partition("@")
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
