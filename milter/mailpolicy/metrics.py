@@ -8,7 +8,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_m
 
 from mailpolicy import __version__
 
-disable_created_metrics()  # no *_created series: they double the scrape for no use here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the scrape for no use here
 
 _LATENCY_BUCKETS = (
     0.0001,
@@ -72,4 +72,29 @@ CALLBACK_SECONDS = Histogram(
 )
 CHECK_SECONDS = Histogram(
     "mailpolicy_check_duration_seconds", "Time spent in each check", ["check"], buckets=_LATENCY_BUCKETS
+)
+DNS_QUERIES = Counter(
+    "mailpolicy_dns_queries",
+    "DNS lookups (cache hits included) by record type and outcome: ok, nxdomain, nodata, timeout, "
+    "servfail, error",
+    ["type", "outcome"],
+)
+DNS_SECONDS = Histogram(
+    "mailpolicy_dns_query_duration_seconds",
+    "Time per DNS lookup, by record type",
+    ["type"],
+    buckets=_LATENCY_BUCKETS,
+)
+AUTH_RESULTS = Counter(
+    "mailpolicy_auth_results",
+    "Authentication results by method (spf, dkim, dmarc) and RFC 8601 result word",
+    ["method", "result"],
+)
+AR_REMOVED = Counter(
+    "mailpolicy_authres_removed",
+    "Authentication-Results headers claiming our authserv-id removed from incoming messages",
+)
+DKIM_SKIPPED = Counter(
+    "mailpolicy_dkim_signatures_skipped",
+    "DKIM signatures not verified because the message carried more than auth.dkim_max_signatures",
 )
