@@ -128,8 +128,16 @@ class MilterClient:
     def eoh(self) -> Reply:
         return self._stage(C.SMFIC_EOH, NOEOH, NR_EOH, None)
 
-    def body(self, data: bytes) -> Reply:
-        return self._stage(C.SMFIC_BODY, NOBODY, NR_BODY, None, buf=data)
+    def body(self, data: bytes | str) -> Reply:
+        """Send a body chunk as raw bytes (miltertest's codec only takes str and re-encodes it)."""
+        raw = data.encode() if isinstance(data, str) else data
+        if self.protocol & NOBODY:
+            return Reply(C.SMFIR_CONTINUE)
+        self.sock.sendall(struct.pack("!Lc", len(raw) + 1, C.SMFIC_BODY.encode()) + raw)
+        if self.protocol & NR_BODY:
+            return Reply(C.SMFIR_CONTINUE)
+        rcmd, rdict = self.conn.recv()
+        return Reply(rcmd, _reply_text(rdict) if rcmd == C.SMFIR_REPLYCODE else None)
 
     def eom(self, macros: dict[str, str] | None = None) -> Reply:
         if macros:

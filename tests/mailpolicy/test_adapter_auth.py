@@ -1,0 +1,228 @@
+"""Protocol tests: the real milter process (``mailpolicy run``) on a unix socket, driven by the
+MTA-side client in tests/support/milterclient.py, DNS pointed at the loopback test server."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import dkimkeys
+from support.dnsserver import DnsServer
+from support.milterclient import MilterClient
+from support.milterproc import MilterProcess
+
+AUTHSERV = "mx.test.example"
+
+
+@pytest.fixture(scope="module")
+def zone(dns_server: DnsServer) -> Iterator[DnsServer]:
+    s = dns_server
+    s.clear()
+    rsa, ed = dkimkeys.rsa_key(), dkimkeys.ed25519_key()
+    s.load(
+        {
+            "good.example": [("TXT", "v=spf1 ip4:192.0.2.10 -all"), ("A", "192.0.2.10")],
+            "_dmarc.good.example": [("TXT", "v=DMARC1; p=reject")],
+            "sel._domainkey.good.example": [("TXT", rsa.record)],
+            "ed._domainkey.good.example": [("TXT", ed.record)],
+            "bank.example": [("TXT", "v=spf1 -all"), ("A", "192.0.2.20")],
+            "_dmarc.bank.example": [("TXT", "v=DMARC1; p=reject; rua=mailto:d@bank.example")],
+            "attacker.example": [("TXT", "v=spf1 ip4:198.51.100.7 -all")],
+            "tempkey.example": [("TXT", "v=spf1 -all"), ("A", "192.0.2.30")],
+            "_dmarc.tempkey.example": [("TXT", "v=DMARC1; p=reject")],
+        }
+    )
+    s.timeout("slow.example")
+    s.timeout("_dmarc.slow.example")
+    s.timeout("s._domainkey.tempkey.example")
+    yield s
+    s.clear()
+
+
+def _milter(zone: DnsServer, policies: str) -> Iterator[MilterProcess]:
+    m = MilterProcess(
+        f'[dns]\nnameservers = ["{zone.nameserver}"]\ntimeout = 0.3\ncache_size = 0\n'
+        f'[auth]\nauthserv_id = "{AUTHSERV}"\nspf_timeout = 1.0\n' + policies
+    ).start()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture(scope="module")
+def monitor(zone: DnsServer) -> Iterator[MilterProcess]:
+    yield from _milter(zone, '[policies.spf]\nmode = "monitor"\n[policies.dmarc]\nmode = "monitor"\n')
+
+
+@pytest.fixture(scope="module")
+def enforce(zone: DnsServer) -> Iterator[MilterProcess]:
+    yield from _milter(zone, '[policies.spf]\nmode = "enforce"\n[policies.dmarc]\nmode = "enforce"\n')
+
+
+@pytest.fixture(scope="module")
+def enforce_tempfail(zone: DnsServer) -> Iterator[MilterProcess]:
+    yield from _milter(
+        zone,
+        '[policies.spf]\nmode = "enforce"\n'
+        '[policies.dmarc]\nmode = "enforce"\ntemperror_action = "tempfail"\n',
+    )
+
+
+def transact(m: MilterProcess, ip: str, helo: str, mail_from: str, message: bytes) -> tuple[Any, Any]:
+    """One SMTP transaction; returns (MAIL reply, EOM reply or None when refused at MAIL)."""
+    c = MilterClient(m.socket)
+    try:
+        c.connect(helo, ip, macros={"{daemon_name}": "smtpd"})
+        c.helo(helo)
+        mail = c.mail(mail_from)
+        if not mail.continued:
+            return mail, None
+        c.rcpt("bob@example.net")
+        headers, body = dkimkeys.split(message)
+        return mail, c.message(headers, body, eom_macros={"i": "QID1"})
+    finally:
+        c.quit()
+
+
+def ar_header(eom: Any) -> str:
+    values = [
+        a[1]["value"] for a in eom.actions if a[0] in ("h", "i") and a[1]["name"] == "Authentication-Results"
+    ]
+    assert len(values) == 1, eom.actions
+    return str(values[0])
+
+
+def last_event(m: MilterProcess, n: int) -> dict[str, Any]:
+    evs = m.wait_events(n)
+    assert len(evs) == n
+    return evs[-1]
+
+
+def test_dkim_and_dmarc_pass(monitor: MilterProcess) -> None:
+    msg = dkimkeys.message(from_="Alice <alice@good.example>")
+    msg = dkimkeys.sign(msg, "good.example", "sel", dkimkeys.rsa_key())
+    msg = dkimkeys.sign(msg, "good.example", "ed", dkimkeys.ed25519_key())
+    n = len(monitor.events())
+    mail, eom = transact(monitor, "192.0.2.10", "mail.good.example", "bounce@good.example", msg)
+    assert mail.continued and eom.continued
+    ar = ar_header(eom)
+    assert ar.startswith(f"{AUTHSERV}; spf=pass smtp.mailfrom=bounce@good.example;")
+    assert re.search(
+        r"dkim=pass \(\d+-bit key\) header.d=good.example header.b=\S+ header.s=sel header.a=rsa-sha256", ar
+    )
+    assert re.search(
+        r"dkim=pass \(256-bit key\) header.d=good.example header.b=\S+ header.s=ed header.a=ed25519-sha256",
+        ar,
+    )
+    assert ar.endswith("dmarc=pass header.from=good.example policy.dmarc=reject")
+    ev = last_event(monitor, n + 1)
+    assert ev["header_from_domain"] == "good.example"
+    assert ev["spf"] == {"result": "pass", "scope": "mailfrom", "domain": "good.example"}
+    assert [(d["result"], d["algorithm"], d["aligned"]) for d in ev["dkim"]] == [
+        ("pass", "ed25519-sha256", True),
+        ("pass", "rsa-sha256", True),
+    ]
+    assert ev["dkim"][1]["bits"] == 2048 and ev["dkim"][0]["bits"] == 256
+    assert ev["dmarc"]["result"] == "pass" and ev["dmarc"]["policy"] == "reject"
+    assert ev["dmarc"]["spf_aligned"] and ev["dmarc"]["dkim_aligned"]
+    assert ev["authenticated"] is True and ev["dns_errors"] == []
+    assert ev["policies"]["dmarc"]["action"] == "continue"
+
+
+def test_spoofed_from_monitor_delivers_and_records_would_reject(monitor: MilterProcess) -> None:
+    msg = dkimkeys.message(from_="CEO <ceo@bank.example>")
+    n = len(monitor.events())
+    mail, eom = transact(monitor, "198.51.100.7", "mx.attacker.example", "x@attacker.example", msg)
+    assert mail.continued and eom.continued
+    # Monitor mode: only our header is added; nothing else changes.
+    assert [a[0] for a in eom.actions] == ["i"]
+    assert "dmarc=fail header.from=bank.example policy.dmarc=reject" in ar_header(eom)
+    ev = last_event(monitor, n + 1)
+    assert ev["dmarc"]["result"] == "fail" and ev["dmarc"]["disposition"] == "reject"
+    assert ev["authenticated"] is False
+    d = ev["policies"]["dmarc"]
+    assert (d["mode"], d["result"], d["action"], d["applied"]) == ("monitor", "fail", "reject", False)
+    assert ev["outcome"] == "accepted" and ev["final_action"] == "continue"
+    text = monitor.metrics()
+    assert re.search(
+        r'mailpolicy_policy_decisions_total\{action="reject",mode="monitor",policy="dmarc",result="fail"\} 1\.0',
+        text,
+    )
+
+
+def test_spoofed_from_enforce_rejected_550(enforce: MilterProcess) -> None:
+    msg = dkimkeys.message(from_="CEO <ceo@bank.example>")
+    n = len(enforce.events())
+    mail, eom = transact(enforce, "198.51.100.7", "mx.attacker.example", "x@attacker.example", msg)
+    assert mail.continued
+    assert eom.text == "550 5.7.1 Message rejected by the DMARC policy of the sender domain"
+    ev = last_event(enforce, n + 1)
+    assert ev["outcome"] == "rejected" and ev["policies"]["dmarc"]["applied"] is True
+
+
+def test_spf_fail_enforce_rejected_at_mail(enforce: MilterProcess) -> None:
+    n = len(enforce.events())
+    mail, eom = transact(enforce, "203.0.113.9", "h.example", "x@attacker.example", b"")
+    assert eom is None and mail.text == "550 5.7.23 SPF validation failed"
+    ev = last_event(enforce, n + 1)
+    assert ev["spf"]["result"] == "fail" and ev["stage"] == "mail" and ev["dkim"] == []
+
+
+def test_forged_authentication_results_removed(monitor: MilterProcess) -> None:
+    before = _metric(monitor.metrics(), "mailpolicy_authres_removed_total")
+    msg = dkimkeys.message(
+        from_="alice@good.example",
+        extra=[
+            ("Authentication-Results", f"{AUTHSERV}; dmarc=pass header.from=bank.example"),
+            ("Authentication-Results", "other.example; spf=pass smtp.mailfrom=x@bank.example"),
+            ("Authentication-Results", "(forged)\r\n\tMX.Test.Example;\r\n\tdkim=pass header.d=bank.example"),
+        ],
+    )
+    mail, eom = transact(monitor, "192.0.2.10", "mail.good.example", "b@good.example", msg)
+    chg = [(a[1]["name"], a[1]["index"], a[1]["value"]) for a in eom.actions if a[0] == "m"]
+    assert chg == [("Authentication-Results", 3, ""), ("Authentication-Results", 1, "")]
+    assert [a[0] for a in eom.actions] == ["m", "m", "i"]
+    assert _metric(monitor.metrics(), "mailpolicy_authres_removed_total") == before + 2
+
+
+def test_dns_timeout_is_temperror_never_fail_never_reject(enforce: MilterProcess) -> None:
+    n = len(enforce.events())
+    msg = dkimkeys.message(from_="a@slow.example")
+    mail, eom = transact(enforce, "192.0.2.50", "h.slow.example", "a@slow.example", msg)
+    assert mail.continued and eom.continued
+    ar = ar_header(eom)
+    assert "spf=temperror" in ar and "dmarc=temperror" in ar
+    ev = last_event(enforce, n + 1)
+    assert ev["spf"]["result"] == "temperror" and ev["dmarc"]["result"] == "temperror"
+    assert ev["outcome"] == "accepted"
+    assert "TXT _dmarc.slow.example: timeout" in ev["dns_errors"]
+
+
+def test_dkim_key_timeout_is_temperror(enforce: MilterProcess) -> None:
+    msg = dkimkeys.sign(
+        dkimkeys.message(from_="a@tempkey.example"), "tempkey.example", "s", dkimkeys.rsa_key()
+    )
+    n = len(enforce.events())
+    mail, eom = transact(enforce, "192.0.2.50", "h.example", "a@tempkey.example", b"")
+    assert eom is None  # SPF -all refuses at MAIL in enforce mode
+    mail, eom = transact(enforce, "192.0.2.50", "h.example", "", msg)
+    assert mail.continued and eom.continued
+    ev = last_event(enforce, n + 2)
+    assert [d["result"] for d in ev["dkim"]] == ["temperror"]
+    assert ev["dmarc"]["result"] == "temperror" and ev["outcome"] == "accepted"
+    assert "TXT s._domainkey.tempkey.example: timeout" in ev["dns_errors"]
+
+
+def test_dns_timeout_tempfails_when_configured(enforce_tempfail: MilterProcess) -> None:
+    msg = dkimkeys.message(from_="a@slow.example")
+    mail, eom = transact(enforce_tempfail, "192.0.2.50", "h.example", "", msg)
+    assert mail.continued
+    assert eom.text == "451 4.7.5 DMARC evaluation could not complete, try again later"
+
+
+def _metric(text: str, name: str) -> float:
+    m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
