@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support.dnsserver import DnsServer
 
 from mailpolicy import dns as mdns
+from support.dnsserver import DnsServer
 
 
 @pytest.fixture(scope="session")

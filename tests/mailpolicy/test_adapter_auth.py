@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from support import dkimkeys
 from support.dnsserver import DnsServer
 from support.milterclient import MilterClient
@@ -148,7 +149,8 @@ def test_spoofed_from_monitor_delivers_and_records_would_reject(monitor: MilterP
     assert ev["outcome"] == "accepted" and ev["final_action"] == "continue"
     text = monitor.metrics()
     assert re.search(
-        r'mailpolicy_policy_decisions_total\{action="reject",mode="monitor",policy="dmarc",result="fail"\} 1\.0',
+        r"mailpolicy_policy_decisions_total"
+        r'\{action="reject",mode="monitor",policy="dmarc",result="fail"\} 1\.0',
         text,
     )
 
@@ -181,7 +183,7 @@ def test_forged_authentication_results_removed(monitor: MilterProcess) -> None:
             ("Authentication-Results", "(forged)\r\n\tMX.Test.Example;\r\n\tdkim=pass header.d=bank.example"),
         ],
     )
-    mail, eom = transact(monitor, "192.0.2.10", "mail.good.example", "b@good.example", msg)
+    _mail, eom = transact(monitor, "192.0.2.10", "mail.good.example", "b@good.example", msg)
     chg = [(a[1]["name"], a[1]["index"], a[1]["value"]) for a in eom.actions if a[0] == "m"]
     assert chg == [("Authentication-Results", 3, ""), ("Authentication-Results", 1, "")]
     assert [a[0] for a in eom.actions] == ["m", "m", "i"]
