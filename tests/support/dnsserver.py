@@ -30,6 +30,8 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.SPF
+import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 Zone = Mapping[str, Iterable[tuple[str, Any]]]
@@ -38,10 +40,14 @@ _ALL = "*"
 
 
 def _norm(name: str) -> str:
-    return name.strip().rstrip(".").lower()
+    """Canonical key: presentation form (escapes as dnspython prints them), lower case, no dot."""
+    text = name.strip().rstrip(".")
+    if not text:
+        return ""
+    return str(dns.name.from_text(text + ".").to_text(omit_final_dot=True)).lower()
 
 
-def _txt_wire(value: Any) -> str:
+def _txt_strings(value: Any) -> list[bytes]:
     parts = [value] if isinstance(value, str | bytes) else list(value)
     chunks: list[bytes] = []
     for p in parts:
@@ -51,17 +57,18 @@ def _txt_wire(value: Any) -> str:
         while b:
             chunks.append(b[:255])
             b = b[255:]
-    return " ".join('"' + c.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)
+    return chunks or [b""]
 
 
 def _rdata(rdtype: str, value: Any) -> dns.rdata.Rdata:
     if rdtype in ("TXT", "SPF"):
-        text = _txt_wire(value)
-        # dnspython reads the zone-file form as latin-1 escapes; bytes >127 must be escaped \DDD.
-        text = "".join(c if ord(c) < 128 else f"\\{ord(c):03d}" for c in text)
-    elif rdtype == "MX":
+        cls = dns.rdtypes.ANY.TXT.TXT if rdtype == "TXT" else dns.rdtypes.ANY.SPF.SPF
+        return cls(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), _txt_strings(value))
+    if rdtype == "MX":
         pref, host = value
         text = f"{int(pref)} {_norm(host) or '.'}."
+        if not _norm(host):
+            text = f"{int(pref)} ."
     elif rdtype in ("CNAME", "PTR", "NS"):
         text = _norm(value) + "."
     else:
@@ -205,14 +212,16 @@ class DnsServer:
         if not q.question:
             return None
         question = q.question[0]
-        qname = _norm(question.name.to_text())
+        qname = str(question.name.to_text(omit_final_dot=True)).lower()
         qtype = dns.rdatatype.to_text(question.rdtype)
         resp = dns.message.make_response(q)
         resp.flags |= dns.flags.AA
         with self._lock:
             self.queries.append((qname, qtype))
             name = qname
-            for _ in range(12):  # follow CNAMEs inside the zone
+            visited: set[str] = set()
+            for _ in range(12):  # follow CNAMEs inside the zone, stop at a loop
+                visited.add(name)
                 if (name, _ALL) in self._timeouts or (name, qtype) in self._timeouts:
                     return None
                 if (name, _ALL) in self._servfails or (name, qtype) in self._servfails:
@@ -224,6 +233,8 @@ class DnsServer:
                 if cname and qtype != "CNAME":
                     resp.answer.append(dns.rrset.from_rdata(owner, 300, cname[0]))
                     name = _norm(cname[0].to_text())
+                    if name in visited:
+                        break
                     continue
                 matching = [rd for t, rd in records if t == qtype]
                 if matching:
