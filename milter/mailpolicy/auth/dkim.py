@@ -125,13 +125,24 @@ def _verify_one(d: Any, idx: int, raw: bytes, timeout: float, truncated: bool) -
     if keytags.get(b"p", b"x").strip() == b"":
         res.reason = "key revoked"
         return res
+    services = [x.strip().lower() for x in keytags.get(b"s", b"*").split(b":")]
+    if b"*" not in services and b"email" not in services:
+        res.reason = "key not for email (s=)"
+        return res
+    flags = [x.strip().lower() for x in keytags.get(b"t", b"").split(b":")]
+    auid = sig.get(b"i")
+    if b"s" in flags and auid is not None and auid.rpartition(b"@")[2].lower() != sig[b"d"].lower():
+        res.reason = "key t=s requires i= domain equal to d="
+        return res
+    # dkimpy compares s= as a whole string; it was checked above as RFC 6376 3.6.1 says.
+    record = b"; ".join(k + b"=" + v for k, v in keytags.items() if k != b"s")
     try:
-        d.pk, d.keysize, d.ktag, d.seqtlsrpt = dkimpy.evaluate_pk(name, txt[0])
+        d.pk, d.keysize, d.ktag, d.seqtlsrpt = dkimpy.evaluate_pk(name, record)
     except Exception as exc:
         res.reason = f"bad key: {exc}"
         return res
     if d.pk is None or d.ktag is None:
-        res.reason = "key not for email"
+        res.reason = "unusable key"
         return res
     res.bits = int(d.keysize) if d.keysize else None
     ktag = d.ktag.decode() if isinstance(d.ktag, bytes) else str(d.ktag)

@@ -13,9 +13,9 @@ import pathlib
 from typing import Any
 
 import pytest
-from support.dnsserver import DnsServer
 
 from mailpolicy.auth import spf
+from support.dnsserver import DnsServer
 
 CORPUS = pathlib.Path(__file__).parents[2] / "corpora" / "spf-rfc7208" / "rfc7208-tests.json"
 SCENARIOS: list[dict[str, Any]] = json.loads(CORPUS.read_text())
