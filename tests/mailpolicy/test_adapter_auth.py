@@ -228,3 +228,94 @@ def test_dns_timeout_tempfails_when_configured(enforce_tempfail: MilterProcess) 
 def _metric(text: str, name: str) -> float:
     m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
     return float(m.group(1)) if m else 0.0
+
+
+@pytest.fixture(scope="module")
+def quarantine_header(zone: DnsServer) -> Iterator[MilterProcess]:
+    yield from _milter(zone, '[policies.dmarc]\nmode = "enforce"\nmax_action = "quarantine"\n')
+
+
+@pytest.fixture(scope="module")
+def quarantine_hold(zone: DnsServer) -> Iterator[MilterProcess]:
+    yield from _milter(
+        zone, '[policies.dmarc]\nmode = "enforce"\nmax_action = "quarantine"\nquarantine = "hold"\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def auth_off(zone: DnsServer) -> Iterator[MilterProcess]:
+    m = MilterProcess(
+        f'[dns]\nnameservers = ["{zone.nameserver}"]\ntimeout = 0.3\n[auth]\nenabled = false\n'
+        '[policies.spf]\nmode = "off"\n[policies.dmarc]\nmode = "off"\n'
+    ).start()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+def test_quarantine_capped_adds_header(quarantine_header: MilterProcess) -> None:
+    msg = dkimkeys.message(from_="ceo@bank.example")
+    n = len(quarantine_header.events())
+    _mail, eom = transact(quarantine_header, "198.51.100.7", "h.example", "x@attacker.example", msg)
+    assert eom.continued
+    added = [(a[0], a[1]["name"], a[1]["value"]) for a in eom.actions]
+    assert added[0][:2] == ("i", "Authentication-Results")
+    assert added[1] == ("h", "X-Mailpolicy-Quarantine", "DMARC policy quarantine")
+    ev = last_event(quarantine_header, n + 1)
+    assert (ev["outcome"], ev["final_action"]) == ("quarantined", "quarantine")
+    assert ev["policies"]["dmarc"]["action"] == "quarantine" and ev["policies"]["dmarc"]["applied"]
+
+
+def test_quarantine_hold_uses_milter_quarantine(quarantine_hold: MilterProcess) -> None:
+    msg = dkimkeys.message(from_="ceo@bank.example")
+    _mail, eom = transact(quarantine_hold, "198.51.100.7", "h.example", "x@attacker.example", msg)
+    assert [a[0] for a in eom.actions] == ["i", "q"]
+    assert eom.actions[1][1]["reason"] == "mailpolicy dmarc: fail"
+
+
+def test_dkim_without_leadspc_and_large_body_and_two_messages(monitor: MilterProcess) -> None:
+    """An MTA that strips the space after the colon (no P_HDR_LEADSPC), simple/simple signatures,
+    a body over several 64 KiB chunks, and two messages on one connection."""
+    body = b"".join(b"line %d of a long message\r\n" % i for i in range(8000))
+    raw = dkimkeys.message(from_="alice@good.example", body=body)
+    signed = dkimkeys.sign(
+        raw, "good.example", "sel", dkimkeys.rsa_key(), canonicalize=(b"simple", b"simple")
+    )
+    headers, body_out = dkimkeys.split(signed)
+    c = MilterClient(monitor.socket, offer_protocol=0x1FFFFF & ~0x100000)
+    try:
+        assert not c.protocol & 0x100000
+        c.connect("mail.good.example", "192.0.2.10")
+        c.helo("mail.good.example")
+        results = []
+        for tamper in (False, True):
+            c.mail("bounce@good.example")
+            c.rcpt("bob@example.net")
+            out = body_out.replace(b"line 7999", b"line 7998") if tamper else body_out
+            results.append(ar_header(c.message(headers, out)))
+    finally:
+        c.quit()
+    assert "dkim=pass" in results[0] and "dmarc=pass" in results[0]
+    assert 'dkim=fail (2048-bit key) reason="body hash mismatch"' in results[1]
+    assert "dmarc=pass" in results[1]  # SPF still aligns
+
+
+def test_auth_disabled_adds_nothing(auth_off: MilterProcess) -> None:
+    msg = dkimkeys.message(
+        from_="ceo@bank.example", extra=[("Authentication-Results", f"{AUTHSERV}; dmarc=pass")]
+    )
+    n = len(auth_off.events())
+    _mail, eom = transact(auth_off, "198.51.100.7", "h.example", "x@attacker.example", msg)
+    assert eom.continued and eom.actions == []
+    ev = last_event(auth_off, n + 1)
+    assert "dmarc" not in ev and "spf" not in ev
+
+
+def test_metrics_have_bounded_auth_labels(monitor: MilterProcess) -> None:
+    text = monitor.metrics()
+    assert re.search(r'mailpolicy_dns_queries_total\{outcome="ok",type="TXT"\} [1-9]', text)
+    assert re.search(r'mailpolicy_auth_results_total\{method="dmarc",result="pass"\} [1-9]', text)
+    assert "mailpolicy_dns_query_duration_seconds_bucket" in text
+    labels = set(re.findall(r'="([^"]*)"', text))
+    assert not any("example" in v for v in labels)  # never a domain as a label value

@@ -25,7 +25,18 @@ NR_HDR, NR_CONN, NR_HELO, NR_MAIL, NR_RCPT, NR_EOH, NR_BODY = (
     0x80000,
 )
 ALL_PROTOCOL = 0x1FFFFF
+HDR_LEADSPC = 0x100000
 ALL_ACTIONS = 0x1FF
+
+
+_FINAL = {
+    C.SMFIR_ACCEPT,
+    C.SMFIR_CONTINUE,
+    C.SMFIR_DISCARD,
+    C.SMFIR_REJECT,
+    C.SMFIR_TEMPFAIL,
+    C.SMFIR_REPLYCODE,
+}
 
 
 @dataclass
@@ -50,7 +61,10 @@ def _reply_text(rdict: dict[str, Any]) -> str:
 
 
 class MilterClient:
-    def __init__(self, path: str, timeout: float = 10.0):
+    def __init__(self, path: str, timeout: float = 10.0, offer_protocol: int = ALL_PROTOCOL):
+        """``offer_protocol``: the protocol bits the simulated MTA offers (e.g. without
+        P_HDR_LEADSPC = 0x100000, as an MTA that strips the space after each header colon)."""
+        self.offer_protocol = offer_protocol
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
@@ -61,7 +75,7 @@ class MilterClient:
         self._negotiate()
 
     def _negotiate(self) -> None:
-        self.sock.sendall(struct.pack("!LcLLL", 13, b"O", 6, ALL_ACTIONS, ALL_PROTOCOL))
+        self.sock.sendall(struct.pack("!LcLLL", 13, b"O", 6, ALL_ACTIONS, self.offer_protocol))
         head = self._recv_exact(5)
         length, cmd = struct.unpack("!Lc", head)
         assert cmd == b"O", cmd
@@ -142,7 +156,15 @@ class MilterClient:
     def eom(self, macros: dict[str, str] | None = None) -> Reply:
         if macros:
             self.conn.send_macro(C.SMFIC_BODYEOB, **macros)
-        replies = self.conn.send_eom()
+        # miltertest's send_eom() stops at SMFIR_QUARANTINE, which is a modification action followed
+        # by the final reply: collect actions up to a real final reply here.
+        self.conn._send(C.SMFIC_BODYEOB)
+        replies = []
+        while True:
+            msg = self.conn.recv()
+            replies.append(msg)
+            if msg[0] in _FINAL:
+                break
         last = replies[-1]
         out = Reply(last[0], _reply_text(last[1]) if last[0] == C.SMFIR_REPLYCODE else None)
         out.actions = [(r[0], r[1]) for r in replies[:-1]]
@@ -151,11 +173,15 @@ class MilterClient:
     def message(
         self, headers: list[tuple[str, str]], body: bytes, eom_macros: dict[str, str] | None = None
     ) -> Reply:
+        """Headers as (name, value exactly as after the colon); without negotiated P_HDR_LEADSPC the
+        leading blanks are stripped, as an MTA does. The body goes in chunks of at most 65535 bytes."""
         for name, value in headers:
+            if not self.protocol & HDR_LEADSPC:
+                value = value.lstrip(" \t")
             self.header(name, value)
         self.eoh()
-        if body:
-            self.body(body)
+        for i in range(0, len(body), 65535):
+            self.body(body[i : i + 65535])
         return self.eom(eom_macros)
 
     def abort(self) -> None:
