@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import Milter
 
 from mailpolicy import dns, events, metrics, policy
-from mailpolicy.auth import AuthResults
+from mailpolicy.auth import AuthResults, DmarcResult
 from mailpolicy.auth import dkim as auth_dkim
 from mailpolicy.auth import dmarc as auth_dmarc
 from mailpolicy.auth import header as auth_header
@@ -277,17 +277,25 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         if a is None:
             return
         cfg = self.config.auth
-        with dns.collect_errors(a.dns_errors):
-            message = auth_dkim.message_bytes(txn.headers, txn.body, self._leadspc)
-            a.dkim = auth_dkim.verify(
-                message,
-                cfg.dkim_max_signatures,
-                cfg.dkim_min_key_bits,
-                self.config.dns.timeout,
-                truncated=txn.body_truncated,
+        try:
+            with dns.collect_errors(a.dns_errors):
+                message = auth_dkim.message_bytes(txn.headers, txn.body, self._leadspc)
+                a.dkim = auth_dkim.verify(
+                    message,
+                    cfg.dkim_max_signatures,
+                    cfg.dkim_min_key_bits,
+                    self.config.dns.timeout,
+                    truncated=txn.body_truncated,
+                )
+                froms = [v for n, v in txn.headers if n.strip().lower() == "from"]
+                a.dmarc, a.header_from_domain = auth_dmarc.evaluate(froms, a.spf, a.dkim)
+        except Exception:  # the auth modules never raise by design; never lose the message if they do
+            metrics.CHECK_ERRORS.labels("auth").inc()
+            log.exception(
+                "authentication failed; dmarc is temperror",
+                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": "auth"},
             )
-            froms = [v for n, v in txn.headers if n.strip().lower() == "from"]
-            a.dmarc, a.header_from_domain = auth_dmarc.evaluate(froms, a.spf, a.dkim)
+            a.dmarc = DmarcResult("temperror", reason="internal error")
         for d in a.dkim:
             metrics.AUTH_RESULTS.labels("dkim", d.result).inc()
         metrics.AUTH_RESULTS.labels("dmarc", a.dmarc.result).inc()
@@ -297,10 +305,18 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         if txn.auth is None or not self.config.auth.enabled:
             return
         authserv_id = self.config.auth.authserv_id
-        for idx in reversed(auth_header.forged_indexes(txn.headers, authserv_id)):
-            self.chgheader(auth_header.NAME, idx, "")
-            metrics.AR_REMOVED.inc()
-        self.addheader(auth_header.NAME, auth_header.build(authserv_id, txn.auth), 0)
+        try:
+            # Highest index first: deleting one never renumbers the ones still to delete.
+            for idx in reversed(auth_header.forged_indexes(txn.headers, authserv_id)):
+                self.chgheader(auth_header.NAME, idx, "")
+                metrics.AR_REMOVED.inc()
+            self.addheader(auth_header.NAME, auth_header.build(authserv_id, txn.auth), 0)
+        except Exception:  # e.g. the MTA refused the header actions: keep the decisions
+            metrics.CALLBACK_ERRORS.labels("eom").inc()
+            log.exception(
+                "could not write the Authentication-Results header",
+                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "callback": "eom"},
+            )
 
     @guarded("eom")
     def eom(self) -> int:
