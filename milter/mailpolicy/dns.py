@@ -113,6 +113,10 @@ class Resolver:
         t0 = time.perf_counter()
         try:
             qname = dns.name.from_text(name.rstrip(".") + ".")
+        except Exception:  # label too long, empty label, bad IDNA: no such name can exist
+            metrics.DNS_QUERIES.labels(label, "nxdomain").inc()
+            return Answer("nxdomain", error="invalid name")
+        try:
             ans = self._r.resolve(qname, rdtype, lifetime=lifetime, search=False)
             result = Answer("ok", tuple(ans) if ans.rrset is not None else ())
             if not result.records:
@@ -125,7 +129,7 @@ class Resolver:
             result = Answer("timeout", error="timeout")
         except dns.resolver.NoNameservers:
             result = Answer("servfail", error="servfail")
-        except Exception as exc:  # bad name, label too long, malformed answer, ...
+        except Exception as exc:  # malformed answer, network error, ...
             result = Answer("error", error=f"{type(exc).__name__}")
         metrics.DNS_QUERIES.labels(label, result.outcome).inc()
         metrics.DNS_SECONDS.labels(label).observe(time.perf_counter() - t0)
@@ -162,10 +166,10 @@ _resolver: Resolver | None = None
 _install_lock = threading.Lock()
 
 
-def resolv_conf_nameservers(path: str = RESOLV_CONF) -> list[tuple[str, int]]:
+def resolv_conf_nameservers(path: str | None = None) -> list[tuple[str, int]]:
     """Nameservers listed in resolv.conf (read explicitly; used when none are configured)."""
     out: list[tuple[str, int]] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path or RESOLV_CONF, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             parts = line.split()
             if len(parts) >= 2 and parts[0] == "nameserver":

@@ -52,7 +52,7 @@ def test_outcomes_and_metrics(dns: DnsServer) -> None:
         ("nx.example.org", "A", "nxdomain"),
         ("slow.example.org", "TXT", "timeout"),
         ("broken.example.org", "TXT", "servfail"),
-        ("a" * 64 + ".example.org", "A", "error"),
+        ("a" * 64 + ".example.org", "A", "nxdomain"),  # an impossible name is never a failure
     ]
     for name, rtype, outcome in cases:
         before = _count(rtype, outcome)
@@ -130,3 +130,39 @@ def test_resolv_conf(tmp_path: pathlib.Path) -> None:
 def test_resolver_needs_nameservers() -> None:
     with pytest.raises(ValueError):
         mdns.Resolver([], 1.0, 0)
+
+
+def test_large_answer_retried_over_tcp(dns: DnsServer) -> None:
+    dns.add("big.example.org", "TXT", "v=spf1 " + "ip4:192.0.2.1 " * 300)
+    ans = mdns.get().query("big.example.org", "TXT")
+    assert ans.outcome == "ok" and len(ans.txt()[0]) > 4000
+
+
+def test_ipv6_server() -> None:
+    try:
+        srv = DnsServer({"v6.example": [("AAAA", "2001:db8::1")]}, host="::1").start()
+    except OSError as exc:  # no IPv6 loopback on this host
+        pytest.fail(f"::1 unavailable: {exc}")
+    try:
+        assert srv.nameserver == f"[::1]:{srv.port}"
+        r = mdns.Resolver([mdns.parse_nameserver(srv.nameserver)], 0.5, 0)
+        assert [x.address for x in r.query("v6.example", "AAAA").records] == ["2001:db8::1"]
+    finally:
+        srv.stop()
+
+
+def test_setup_dns_reads_resolv_conf_only_when_unconfigured(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, dns: DnsServer
+) -> None:
+    from mailpolicy import config, server
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.53\n")
+    monkeypatch.setattr(mdns, "RESOLV_CONF", str(conf))
+    server.setup_dns(config.parse({}))
+    assert mdns.get().nameservers == (("127.0.0.53", 53),)
+    server.setup_dns(config.parse({"dns": {"nameservers": [dns.nameserver]}}))
+    assert mdns.get().nameservers == (mdns.parse_nameserver(dns.nameserver),)
+    conf.write_text("# nothing\n")
+    with pytest.raises(server.StartupError, match="lists no nameserver"):
+        server.setup_dns(config.parse({}))
