@@ -251,7 +251,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
     @guarded("body", replies=False)
     def body(self, chunk: bytes) -> int:
         txn = self.conn.current
-        if txn is not None and not txn.body_truncated:
+        if txn is not None and txn.auth is not None and not txn.body_truncated:
             if len(txn.body) + len(chunk) > self.config.auth.max_message_bytes:
                 txn.body_truncated = True
             else:
@@ -310,7 +310,8 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
             for idx in reversed(auth_header.forged_indexes(txn.headers, authserv_id)):
                 self.chgheader(auth_header.NAME, idx, "")
                 metrics.AR_REMOVED.inc()
-            self.addheader(auth_header.NAME, auth_header.build(authserv_id, txn.auth), 0)
+            value = auth_header.fold(auth_header.build(authserv_id, txn.auth))
+            self.addheader(auth_header.NAME, value, 0)
         except Exception:  # e.g. the MTA refused the header actions: keep the decisions
             metrics.CALLBACK_ERRORS.labels("eom").inc()
             log.exception(

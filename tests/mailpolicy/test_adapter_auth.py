@@ -93,7 +93,8 @@ def ar_header(eom: Any) -> str:
         a[1]["value"] for a in eom.actions if a[0] in ("h", "i") and a[1]["name"] == "Authentication-Results"
     ]
     assert len(values) == 1, eom.actions
-    return str(values[0])
+    assert all(len(line) < 200 for line in values[0].split("\n"))
+    return str(values[0]).replace("\n\t", " ")  # unfold
 
 
 def last_event(m: MilterProcess, n: int) -> dict[str, Any]:

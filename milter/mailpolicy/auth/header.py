@@ -17,8 +17,20 @@ _COMMENT_RE = re.compile(r"^\s*\((?:[^()\\]|\\.)*\)\s*")
 
 
 def _value_safe(text: str) -> str:
-    """A property value as an RFC 8601 value token (keep it simple and ASCII)."""
-    return re.sub(r"[^A-Za-z0-9.@_+=/-]", "", text)[:128]
+    """A property value usable unquoted (RFC 8601 pvalue: an addr-spec's dot-atom characters):
+    printable ASCII without blanks, ``;``, ``(``, ``)``, ``"``, ``\\`` (anything else is dropped)."""
+    return re.sub(r"[^!#-\'*-:<-\[\]-~]", "", text)[:254]
+
+
+def _reason_safe(text: str) -> str:
+    """A reason for ``reason="..."``: printable ASCII without quotes, backslashes or ``;``."""
+    return re.sub(r"[^ !#-:<-\[\]-~]", "", text)[:100]
+
+
+def fold(value: str, width: int = 200) -> str:
+    """Fold a long header value after each ``;`` that separates results (LF + TAB: the MTA writes
+    the line ends). Property values and reasons never contain ``;``."""
+    return value if len(value) <= width else value.replace("; ", ";\n\t")
 
 
 def build(authserv_id: str, res: AuthResults) -> str:
@@ -38,7 +50,7 @@ def build(authserv_id: str, res: AuthResults) -> str:
         r = authres.dkim_b.DKIMAuthenticationResult(
             result=d.result,
             result_comment=f"{d.bits}-bit key" if d.bits and d.result in ("pass", "fail", "policy") else None,
-            reason=d.reason[:100] if d.reason and d.result != "pass" else None,
+            reason=_reason_safe(d.reason) if d.reason and d.result != "pass" else None,
             header_d=_value_safe(d.domain) if d.domain else None,
             header_b=_value_safe(d.b) if d.b else None,
         )

@@ -6,7 +6,7 @@ import authres
 import pytest
 
 from mailpolicy.auth import AuthResults, DkimResult, DmarcResult, SpfResult
-from mailpolicy.auth.header import authserv_id_of, build, forged_indexes
+from mailpolicy.auth.header import authserv_id_of, build, fold, forged_indexes
 
 
 def test_build_full_header() -> None:
@@ -74,3 +74,18 @@ def test_forged_indexes_count_only_ar_fields() -> None:
     assert forged_indexes(headers, "mx.example.com") == [1, 3]
     assert forged_indexes(headers, "MX.example.org.") == [2]
     assert forged_indexes(headers, "elsewhere.example") == []
+
+
+def test_values_and_reasons_are_sanitised_and_long_headers_folded() -> None:
+    res = AuthResults(
+        spf=SpfResult("pass", "mailfrom", "x", "o'neil+tag!x@example.org"),
+        dkim=[DkimResult("permerror", "example.org", "s", "rsa-sha256", reason='bad "key"; \\x')],
+    )
+    value = build("mx", res)
+    assert "smtp.mailfrom=o'neil+tag!x@example.org" in value
+    assert 'reason="bad key x"' in value
+    assert fold(value) == value  # short: one line
+    long = value + "; " + "; ".join(["dkim=pass header.d=example.org"] * 8)
+    lines = fold(long).split("\n\t")
+    assert len(lines) == 11 and all(line.endswith(";") for line in lines[:-1])
+    assert fold(long).replace(";\n\t", "; ") == long
