@@ -300,6 +300,11 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
             metrics.AUTH_RESULTS.labels("dkim", d.result).inc()
         metrics.AUTH_RESULTS.labels("dmarc", a.dmarc.result).inc()
 
+    def _hvalue(self, value: str) -> str:
+        """A value for addheader: with P_HDR_LEADSPC negotiated the MTA writes it verbatim after
+        the colon (seen with Postfix 3.7: "Name:value"), so the usual space is ours to add."""
+        return " " + value if self._leadspc else value
+
     def _write_header(self, txn: Transaction) -> None:
         """Remove A-R headers claiming our authserv-id, then add ours (only header changes)."""
         if txn.auth is None or not self.config.auth.enabled:
@@ -311,7 +316,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
                 self.chgheader(auth_header.NAME, idx, "")
                 metrics.AR_REMOVED.inc()
             value = auth_header.fold(auth_header.build(authserv_id, txn.auth))
-            self.addheader(auth_header.NAME, value, 0)
+            self.addheader(auth_header.NAME, self._hvalue(value), 0)
         except Exception:  # e.g. the MTA refused the header actions: keep the decisions
             metrics.CALLBACK_ERRORS.labels("eom").inc()
             log.exception(
@@ -340,7 +345,8 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
             now.applied = True
             opts = self.config.policies[now.policy].options
             if opts.get("quarantine") == "header":
-                self.addheader(*opts["quarantine_header"])
+                name, value = opts["quarantine_header"]
+                self.addheader(name, self._hvalue(value))
             else:
                 self.quarantine(f"mailpolicy {now.policy}: {now.result}")
             txn.final_action = Action.QUARANTINE.value
