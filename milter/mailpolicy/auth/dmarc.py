@@ -18,9 +18,10 @@ Choices (documented in docs/auth-readme-fragment.md):
   From fields or several mailboxes with different domains: every distinct domain (up to 5) is
   evaluated and the most severe outcome wins (fail > temperror > permerror > none > pass), so an
   extra From cannot dodge a p=reject; header_from_domain is null when the domains differ.
-- A fail becomes temperror when an aligned identifier could not be verified because of a DNS
-  failure (SPF temperror, or DKIM temperror for an aligned d=), so DNS trouble never causes a reject
-  unless tempfail is configured."""
+- A fail becomes temperror when DNS trouble could hide an aligned pass (aligned SPF/DKIM temperror,
+  or a passing identifier whose relaxed alignment could not be decided), or when p/sp/np could not be
+  chosen; an aligned pass always wins. A failed existence check (np) counts as "exists". So DNS
+  trouble never causes a reject; temperror tempfails only when configured."""
 
 from __future__ import annotations
 
@@ -235,13 +236,14 @@ def _evaluate_one(
         return res, [_safe_aligned(ev, d.domain, author, "r") for d in dkim]
     target, rec = found
     res.policy_domain = target
-    temp_note = ""
+    if rec.p is None:
+        res.reason = "record has no policy"
+        return res, [_safe_aligned(ev, d.domain, author, rec.adkim) for d in dkim]
+    # Alignment per identifier: True, False, or None when a DNS failure left it open.
+    dkim_al = [_maybe_aligned(ev, d.domain, author, rec.adkim) for d in dkim]
+    spf_al = _maybe_aligned(ev, spf.domain, author, rec.aspf) if spf is not None else False
+    policy_error = ""
     try:
-        dkim_al = [ev.aligned(d.domain, author, rec.adkim) for d in dkim]
-        spf_al = spf is not None and ev.aligned(spf.domain, author, rec.aspf)
-        if rec.p is None:
-            res.reason = "record has no policy"
-            return res, dkim_al
         if target == author:
             policy = rec.p
         else:
@@ -250,21 +252,30 @@ def _evaluate_one(
             if rec.np and not ev.exists(author):
                 policy = rec.np
     except DmarcTempError as exc:
-        res.result, res.reason = "temperror", str(exc)
-        return res, [False for _ in dkim]
+        policy, policy_error = None, str(exc)
     res.policy = policy
-    res.spf_aligned = bool(spf_al and spf is not None and spf.result == "pass")
-    res.dkim_aligned = any(al and d.result == "pass" for d, al in zip(dkim, dkim_al, strict=True))
+    res.spf_aligned = spf is not None and spf_al is True and spf.result == "pass"
+    res.dkim_aligned = any(al is True and d.result == "pass" for d, al in zip(dkim, dkim_al, strict=True))
+    aligned = [al is True for al in dkim_al]
     if res.spf_aligned or res.dkim_aligned:
         res.result = "pass"
-        return res, dkim_al
-    dns_trouble = (spf is not None and spf_al and spf.result == "temperror") or any(
-        al and d.result == "temperror" for d, al in zip(dkim, dkim_al, strict=True)
+        return res, aligned
+    # A fail is only a fail when DNS trouble cannot have hidden an aligned pass.
+    open_spf = spf is not None and (
+        (spf_al is None and spf.result in ("pass", "temperror"))
+        or (spf_al is True and spf.result == "temperror")
     )
-    if dns_trouble:
-        res.result, res.reason = "temperror", "an aligned identifier could not be verified (DNS)"
-        return res, dkim_al
+    open_dkim = any(
+        (al is None and d.result in ("pass", "temperror")) or (al is True and d.result == "temperror")
+        for d, al in zip(dkim, dkim_al, strict=True)
+    )
+    if policy_error or open_spf or open_dkim:
+        res.result = "temperror"
+        res.reason = policy_error or "an aligned identifier could not be verified (DNS)"
+        return res, aligned
+    assert policy is not None
     res.result = "fail"
+    temp_note = ""
     disposition = policy
     if rec.pct is not None and rec.pct < 100 and ev.rng() * 100 >= rec.pct:
         disposition, temp_note = _DOWNGRADE[disposition], f"not sampled (pct={rec.pct})"
@@ -272,7 +283,21 @@ def _evaluate_one(
         disposition, temp_note = _DOWNGRADE[disposition], "t=y (testing)"
     res.disposition = disposition
     res.reason = temp_note
-    return res, dkim_al
+    return res, aligned
+
+
+def _undecided(result: str, aligned: bool | None) -> bool:
+    """Could DNS trouble hide an aligned pass? (alignment unknown, or the aligned check temperror)"""
+    return (aligned is None and result in ("pass", "temperror")) or (
+        aligned is True and result == "temperror"
+    )
+
+
+def _maybe_aligned(ev: Evaluator, ident: str | None, author: str, mode: str) -> bool | None:
+    try:
+        return ev.aligned(ident, author, mode)
+    except DmarcTempError:
+        return None
 
 
 def _safe_aligned(ev: Evaluator, ident: str | None, author: str, mode: str) -> bool:

@@ -202,3 +202,32 @@ def test_fail_with_aligned_dkim_temperror_is_temperror(dns: DnsServer) -> None:
     # An unaligned temperror does not save a failing message.
     res, _ = evaluate(["a@example.com"], None, [DkimResult("temperror", "other.example")])
     assert res.result == "fail"
+
+
+def test_alignment_dns_failure_only_matters_when_it_could_hide_a_pass(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject")
+    dns.timeout("_dmarc.mail.example.com")  # the relaxed-alignment walk for this d= fails
+    relaxed_only = [DkimResult("pass", "mail.example.com")]
+    res, _ = evaluate(["a@example.com"], None, relaxed_only)
+    assert (res.result, res.disposition) == ("temperror", "none")
+    exact_too = [DkimResult("pass", "mail.example.com"), DkimResult("pass", "example.com")]
+    res, _ = evaluate(["a@example.com"], None, exact_too)
+    assert res.result == "pass" and [d.aligned for d in exact_too] == [False, True]
+    failed = [DkimResult("fail", "mail.example.com")]  # a failed signature could not have passed
+    assert evaluate(["a@example.com"], None, failed)[0].result == "fail"
+
+
+def test_policy_selection_dns_failure_is_temperror_unless_pass(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject; sp=none")
+    dns.timeout("_dmarc.com")  # the Organizational Domain walk (is sub.example.com a subdomain?) fails
+    res, _ = evaluate(["a@sub.example.com"], None, [])
+    assert res.result == "temperror" and res.policy is None
+    res, _ = evaluate(["a@sub.example.com"], None, [DkimResult("pass", "sub.example.com")])
+    assert res.result == "pass"
+
+
+def test_existence_check_failure_counts_as_existing(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none; sp=quarantine; np=reject")
+    dns.timeout("sub.example.com", "A")
+    res, _ = evaluate(["a@sub.example.com"], None, [])
+    assert (res.result, res.policy) == ("fail", "quarantine")  # sp, not np
