@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailpolicy.checks import CHECKS, Option
+from mailpolicy.dns import parse_nameserver
 from mailpolicy.model import Action, Exemptions, IPNetwork, Mode, PolicyConfig
 
 DEFAULT_PATH = "/etc/mailpolicy/mailpolicy.toml"
@@ -115,6 +116,38 @@ def parse_listen(value: Any) -> tuple[str, int] | None:
     raise ValueError(f"must be 'HOST:PORT' or '[IPV6]:PORT', or '' to disable (got {text!r})")
 
 
+def _float_range(lo: float, hi: float) -> Any:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise ValueError(f"must be a number from {lo:g} to {hi:g} (got {value!r})")
+        return float(value)
+
+    return parse
+
+
+def _nameservers(value: Any) -> tuple[tuple[str, int], ...]:
+    """``["127.0.0.1", "192.0.2.53:5353", "[::1]:5353"]``; ``[]`` means /etc/resolv.conf."""
+    if not isinstance(value, list):
+        raise ValueError("must be a list such as ['127.0.0.1', '192.0.2.53:5353', '[::1]:5353']")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(parse_nameserver(_str(item)))
+        except ValueError as exc:
+            raise ValueError(f"item {i}: {exc}") from None
+    return tuple(out)
+
+
+_AUTHSERV_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+def _authserv_id(value: Any) -> str:
+    text = _str(value)
+    if text and (len(text) > 253 or not _AUTHSERV_RE.match(text)):
+        raise ValueError(f"must be a host name such as 'mx.example.org', or '' for this host (got {text!r})")
+    return text
+
+
 def _networks(value: Any) -> tuple[IPNetwork, ...]:
     if not isinstance(value, list):
         raise ValueError("must be a list of CIDR strings such as '192.0.2.0/24' or '2001:db8::/32'")
@@ -162,6 +195,19 @@ LOG_KEYS: dict[str, Option] = {
 METRICS_KEYS: dict[str, Option] = {
     "listen": Option("127.0.0.1:9469", parse_listen),
 }
+DNS_KEYS: dict[str, Option] = {
+    "nameservers": Option([], _nameservers),
+    "timeout": Option(5.0, _float_range(0.1, 60)),
+    "cache_size": Option(10000, _int_range(0, 1_000_000)),
+}
+AUTH_KEYS: dict[str, Option] = {
+    "enabled": Option(True, _bool),
+    "authserv_id": Option("", _authserv_id),
+    "spf_timeout": Option(20.0, _float_range(0.5, 120)),
+    "dkim_max_signatures": Option(5, _int_range(1, 50)),
+    "dkim_min_key_bits": Option(1024, _int_range(512, 8192)),
+    "max_message_bytes": Option(25 * 1024 * 1024, _int_range(1024, 1024**3)),
+}
 POLICY_KEYS: dict[str, Option] = {
     "mode": Option("monitor", _one_of(*(m.value for m in Mode))),
     "exempt_networks": Option([], _networks),
@@ -195,11 +241,35 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    nameservers: tuple[tuple[str, int], ...] = ()
+    timeout: float = 5.0
+    cache_size: int = 10000
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool = True
+    authserv_id: str = ""
+    spf_timeout: float = 20.0
+    dkim_max_signatures: int = 5
+    dkim_min_key_bits: int = 1024
+    max_message_bytes: int = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     milter: MilterConfig
     log: LogConfig
     metrics: MetricsConfig
     policies: Mapping[str, PolicyConfig] = field(default_factory=dict)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+    @property
+    def auth_active(self) -> bool:
+        """Whether SPF/DKIM/DMARC are computed: auth enabled, or an spf/dmarc policy is active."""
+        return self.auth.enabled or any(p.name in ("spf", "dmarc") for p in self.active())
 
     @property
     def on_error_action(self) -> Action:
@@ -231,13 +301,15 @@ def _section(data: Any, path: str, schema: Mapping[str, Option], errors: list[st
 def parse(data: Mapping[str, Any]) -> Config:
     """Validate a decoded TOML document; raise ConfigError listing every problem."""
     errors: list[str] = []
-    known = ("milter", "log", "metrics", "policies")
+    known = ("milter", "log", "metrics", "dns", "auth", "policies")
     for key in data:
         if key not in known:
             errors.append(f"{key}: unknown section (known: {', '.join(known)})")
     milter = _section(data.get("milter"), "milter", MILTER_KEYS, errors)
     log = _section(data.get("log"), "log", LOG_KEYS, errors)
     metrics = _section(data.get("metrics"), "metrics", METRICS_KEYS, errors)
+    dns = _section(data.get("dns"), "dns", DNS_KEYS, errors)
+    auth = _section(data.get("auth"), "auth", AUTH_KEYS, errors)
 
     policies_raw = data.get("policies", {})
     if not isinstance(policies_raw, dict):
@@ -270,11 +342,15 @@ def parse(data: Mapping[str, Any]) -> Config:
         raise ConfigError(errors)
     if not milter["hostname"]:
         milter["hostname"] = socket.gethostname()
+    if not auth["authserv_id"]:
+        auth["authserv_id"] = milter["hostname"]
     return Config(
         milter=MilterConfig(**milter),
         log=LogConfig(**log),
         metrics=MetricsConfig(**metrics),
         policies=policies,
+        dns=DnsConfig(**dns),
+        auth=AuthConfig(**auth),
     )
 
 

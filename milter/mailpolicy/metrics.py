@@ -73,3 +73,28 @@ CALLBACK_SECONDS = Histogram(
 CHECK_SECONDS = Histogram(
     "mailpolicy_check_duration_seconds", "Time spent in each check", ["check"], buckets=_LATENCY_BUCKETS
 )
+DNS_QUERIES = Counter(
+    "mailpolicy_dns_queries",
+    "DNS lookups (cache hits included) by record type and outcome: ok, nxdomain, nodata, timeout, "
+    "servfail, error",
+    ["type", "outcome"],
+)
+DNS_SECONDS = Histogram(
+    "mailpolicy_dns_query_duration_seconds",
+    "Time per DNS lookup, by record type",
+    ["type"],
+    buckets=_LATENCY_BUCKETS,
+)
+AUTH_RESULTS = Counter(
+    "mailpolicy_auth_results",
+    "Authentication results by method (spf, dkim, dmarc) and RFC 8601 result word",
+    ["method", "result"],
+)
+AR_REMOVED = Counter(
+    "mailpolicy_authres_removed",
+    "Authentication-Results headers claiming our authserv-id removed from incoming messages",
+)
+DKIM_SKIPPED = Counter(
+    "mailpolicy_dkim_signatures_skipped",
+    "DKIM signatures not verified because the message carried more than auth.dkim_max_signatures",
+)

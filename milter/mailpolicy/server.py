@@ -11,7 +11,7 @@ import stat
 import Milter
 from prometheus_client import start_http_server
 
-from mailpolicy import __version__, events
+from mailpolicy import __version__, dns, events
 from mailpolicy.adapter import PolicyMilter
 from mailpolicy.config import Config
 
@@ -80,6 +80,20 @@ def secure_socket(path: str, group: str, mode: int, client_user: str) -> None:
             raise StartupError(f"milter.client_user: {problem}")
 
 
+def setup_dns(config: Config) -> None:
+    """Install the milter's one resolver (nameservers from the config, else /etc/resolv.conf)."""
+    servers = list(config.dns.nameservers)
+    if not servers:
+        try:
+            servers = dns.resolv_conf_nameservers()
+        except OSError as exc:
+            raise StartupError(f"dns.nameservers: empty, and {dns.RESOLV_CONF}: {exc.strerror}") from None
+        if not servers:
+            raise StartupError(f"dns.nameservers: empty, and {dns.RESOLV_CONF} lists no nameserver")
+    dns.install(dns.Resolver(servers, config.dns.timeout, config.dns.cache_size))
+    log.info("DNS: %s", ", ".join(f"{ip}:{port}" for ip, port in servers))
+
+
 def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT. Raises StartupError on anything that prevents a safe start."""
     m = config.milter
@@ -91,6 +105,7 @@ def serve(config: Config) -> None:
         except OSError as exc:
             raise StartupError(f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror}") from None
 
+    setup_dns(config)
     PolicyMilter.configure(config)
     Milter.factory = PolicyMilter
     Milter.set_exception_policy(Milter.TEMPFAIL if m.on_error == "tempfail" else Milter.CONTINUE)

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailpolicy.auth import AuthResults
 from mailpolicy.model import Decision, iso
 from mailpolicy.tls import PLAINTEXT_RECORD, TlsInfo
 
@@ -55,6 +56,10 @@ class Transaction:
     # Data the message stage collects (headers, body hashes); checks add what they need.
     headers: list[tuple[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Authentication (SPF at MAIL, DKIM/DMARC at EOM) when enabled; see mailpolicy.auth.
+    auth: AuthResults | None = None
+    body: bytearray = field(default_factory=bytearray)
+    body_truncated: bool = False
     outcome: str | None = None  # accepted | rejected | tempfailed | quarantined | aborted
     stage: str = "mail"
     final_action: str = "continue"

@@ -27,6 +27,8 @@ def test_defaults_are_safe() -> None:
     assert {p.name: p.mode for p in cfg.policies.values()} == {
         "require_starttls": Mode.MONITOR,
         "tls_min_version": Mode.MONITOR,
+        "spf": Mode.MONITOR,
+        "dmarc": Mode.MONITOR,
     }
     st = cfg.policies["require_starttls"]
     assert st.options["reply"] == Reply("530", "5.7.0", "Must issue a STARTTLS command first")

@@ -25,7 +25,18 @@ NR_HDR, NR_CONN, NR_HELO, NR_MAIL, NR_RCPT, NR_EOH, NR_BODY = (
     0x80000,
 )
 ALL_PROTOCOL = 0x1FFFFF
+HDR_LEADSPC = 0x100000
 ALL_ACTIONS = 0x1FF
+
+
+_FINAL = {
+    C.SMFIR_ACCEPT,
+    C.SMFIR_CONTINUE,
+    C.SMFIR_DISCARD,
+    C.SMFIR_REJECT,
+    C.SMFIR_TEMPFAIL,
+    C.SMFIR_REPLYCODE,
+}
 
 
 @dataclass
@@ -50,8 +61,11 @@ def _reply_text(rdict: dict[str, Any]) -> str:
 
 
 class MilterClient:
-    def __init__(self, path: str, timeout: float = 10.0):
-        """``path``: a unix socket path, or ``inet:PORT@HOST`` as in the milter's config."""
+    def __init__(self, path: str, timeout: float = 10.0, offer_protocol: int = ALL_PROTOCOL):
+        """``path``: a unix socket path, or ``inet:PORT@HOST`` as in the milter's config.
+        ``offer_protocol``: the protocol bits the simulated MTA offers (e.g. without
+        P_HDR_LEADSPC = 0x100000, as an MTA that strips the space after each header colon)."""
+        self.offer_protocol = offer_protocol
         if path.startswith("inet:"):
             port, _, host = path[5:].partition("@")
             self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
@@ -67,7 +81,7 @@ class MilterClient:
         self._negotiate()
 
     def _negotiate(self) -> None:
-        self.sock.sendall(struct.pack("!LcLLL", 13, b"O", 6, ALL_ACTIONS, ALL_PROTOCOL))
+        self.sock.sendall(struct.pack("!LcLLL", 13, b"O", 6, ALL_ACTIONS, self.offer_protocol))
         head = self._recv_exact(5)
         length, cmd = struct.unpack("!Lc", head)
         assert cmd == b"O", cmd
@@ -134,13 +148,29 @@ class MilterClient:
     def eoh(self) -> Reply:
         return self._stage(C.SMFIC_EOH, NOEOH, NR_EOH, None)
 
-    def body(self, data: bytes) -> Reply:
-        return self._stage(C.SMFIC_BODY, NOBODY, NR_BODY, None, buf=data)
+    def body(self, data: bytes | str) -> Reply:
+        """Send a body chunk as raw bytes (miltertest's codec only takes str and re-encodes it)."""
+        raw = data.encode() if isinstance(data, str) else data
+        if self.protocol & NOBODY:
+            return Reply(C.SMFIR_CONTINUE)
+        self.sock.sendall(struct.pack("!Lc", len(raw) + 1, C.SMFIC_BODY.encode()) + raw)
+        if self.protocol & NR_BODY:
+            return Reply(C.SMFIR_CONTINUE)
+        rcmd, rdict = self.conn.recv()
+        return Reply(rcmd, _reply_text(rdict) if rcmd == C.SMFIR_REPLYCODE else None)
 
     def eom(self, macros: dict[str, str] | None = None) -> Reply:
         if macros:
             self.conn.send_macro(C.SMFIC_BODYEOB, **macros)
-        replies = self.conn.send_eom()
+        # miltertest's send_eom() stops at SMFIR_QUARANTINE, which is a modification action followed
+        # by the final reply: collect actions up to a real final reply here.
+        self.conn._send(C.SMFIC_BODYEOB)
+        replies = []
+        while True:
+            msg = self.conn.recv()
+            replies.append(msg)
+            if msg[0] in _FINAL:
+                break
         last = replies[-1]
         out = Reply(last[0], _reply_text(last[1]) if last[0] == C.SMFIR_REPLYCODE else None)
         out.actions = [(r[0], r[1]) for r in replies[:-1]]
@@ -149,11 +179,15 @@ class MilterClient:
     def message(
         self, headers: list[tuple[str, str]], body: bytes, eom_macros: dict[str, str] | None = None
     ) -> Reply:
+        """Headers as (name, value exactly as after the colon); without negotiated P_HDR_LEADSPC the
+        leading blanks are stripped, as an MTA does. The body goes in chunks of at most 65535 bytes."""
         for name, value in headers:
+            if not self.protocol & HDR_LEADSPC:
+                value = value.lstrip(" \t")
             self.header(name, value)
         self.eoh()
-        if body:
-            self.body(body)
+        for i in range(0, len(body), 65535):
+            self.body(body[i : i + 65535])
         return self.eom(eom_macros)
 
     def abort(self) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.dnsserver import DnsServer
+
 Event = dict[str, Any]
 
 
@@ -82,7 +84,12 @@ def to_toml(config: dict[str, Any]) -> str:
 class MilterProcess:
     """``mailpolicy run`` as a subprocess with its own config, socket, event log and metrics port."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any] | None = None):
+    def __init__(self, workdir: Path | None = None, config: dict[str, Any] | None = None):
+        """Without ``workdir`` a temp directory is made and removed at stop(). Without
+        ``dns.nameservers`` in ``config`` an empty loopback DNS server is started for it: tests never
+        reach the system resolver (it points off this machine)."""
+        self.owns_dir = workdir is None
+        workdir = workdir if workdir is not None else make_workdir("mailpolicy-milter-")
         self.dir = workdir
         self.socket = str(workdir / "milter.sock")
         self.log_file = workdir / "events.log"
@@ -97,6 +104,10 @@ class MilterProcess:
                 cfg[section] = {**cfg[section], **body}
             else:
                 cfg[section] = body
+        self.own_dns: DnsServer | None = None
+        if not cfg.get("dns", {}).get("nameservers"):
+            self.own_dns = DnsServer().start()
+            cfg["dns"] = {**cfg.get("dns", {}), "nameservers": [self.own_dns.nameserver], "timeout": 1.0}
         self.config_path = workdir / "mailpolicy.toml"
         self.config_path.write_text(to_toml(cfg))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -139,15 +150,19 @@ class MilterProcess:
             return False
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(2)
-        except subprocess.TimeoutExpired:
-            # libmilter takes 4-5 s to wind down after SIGTERM; tests need not wait for that.
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                # libmilter takes 4-5 s to wind down after SIGTERM; tests need not wait for that.
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.own_dns is not None:
+            self.own_dns.stop()
+            self.own_dns = None
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- observations -------------------------------------------------------------------------
     def lines(self) -> list[Event]:
@@ -157,6 +172,11 @@ class MilterProcess:
 
     def events(self, kind: str | None = None) -> list[Event]:
         return [e for e in self.lines() if "event" in e and (kind is None or e["event"] == kind)]
+
+    def wait_events(self, count: int, kind: str = "transaction", timeout: float = 15.0) -> list[Event]:
+        """At least ``count`` events of ``kind`` (all of them, oldest first)."""
+        wait_for(lambda: len(self.events(kind)) >= count, timeout, f"{count} {kind} events")
+        return self.events(kind)
 
     def wait_event(
         self, pred: Callable[[Event], bool], kind: str | None = None, timeout: float = 15.0

@@ -89,9 +89,9 @@ def reply_for_action(
 
 
 def _registry() -> dict[str, CheckSpec]:
-    from mailpolicy.checks import starttls, tls_version
+    from mailpolicy.checks import dmarc, spf, starttls, tls_version
 
-    specs = (starttls.SPEC, tls_version.SPEC)
+    specs = (starttls.SPEC, tls_version.SPEC, spf.SPEC, dmarc.SPEC)
     return {s.name: s for s in specs}
 
 

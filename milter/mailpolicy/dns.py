@@ -1,0 +1,233 @@
+"""One DNS resolver for the whole milter.
+
+- dnspython ``Resolver(configure=False)``: nameservers come from ``[dns] nameservers``, or, when that
+  list is empty, from /etc/resolv.conf read explicitly at start-up. Never the system resolver library.
+- One shared, TTL-respecting, thread-safe cache (dnspython's :class:`dns.resolver.LRUCache`).
+- pyspf reaches it through :func:`spf_dns_lookup`, installed ONCE as ``spf.DNSLookup`` by
+  :func:`install`; dkimpy through :func:`dkim_dnsfunc`.
+- Every lookup is counted in ``mailpolicy_dns_queries_total{type,outcome}`` and timed.
+- DNS failures (timeout, SERVFAIL, other errors) are collected per thread while a
+  :func:`collect_errors` block is active, for the event's ``dns_errors`` field. One milter connection
+  runs in one libmilter thread, so a thread-local list is exactly one transaction's list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from mailpolicy import metrics
+
+log = logging.getLogger("mailpolicy.dns")
+
+OUTCOMES = ("ok", "nxdomain", "nodata", "timeout", "servfail", "error")
+"""The fixed set of ``outcome`` label values."""
+_TYPES = frozenset({"A", "AAAA", "MX", "PTR", "TXT", "SPF", "CNAME", "NS", "SOA"})
+
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+def parse_nameserver(value: str) -> tuple[str, int]:
+    """``"192.0.2.53"``, ``"192.0.2.53:5353"``, ``"::1"``, ``"[::1]:5353"`` -> (ip, port).
+    Raises ValueError naming the problem."""
+    text = value.strip()
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?", text)
+    if m:
+        host, port = m.group(1), m.group(2) or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, "53"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not 'IP', 'IP:PORT' or '[IPV6]:PORT' (a nameserver must be an IP address)"
+        ) from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: port must be 1-65535")
+    return str(ip), int(port)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The outcome of one lookup (one of :data:`OUTCOMES`) and, when ``ok``, its records."""
+
+    outcome: str
+    records: tuple[Any, ...] = ()
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """A lookup failure that may succeed later (timeout, SERVFAIL, other error)."""
+        return self.outcome in ("timeout", "servfail", "error")
+
+    @property
+    def exists(self) -> bool:
+        return self.outcome in ("ok", "nodata")
+
+    def txt(self) -> list[bytes]:
+        """Each TXT record's strings joined (RFC 7208 3.3 / RFC 6376 3.6.2.2)."""
+        return [b"".join(r.strings) for r in self.records if hasattr(r, "strings")]
+
+
+class Resolver:
+    """A dnspython resolver with a shared cache. Thread-safe once built (its settings never change)."""
+
+    def __init__(self, nameservers: Sequence[tuple[str, int]], timeout: float, cache_size: int):
+        if not nameservers:
+            raise ValueError("no nameservers")
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
+        r.timeout = timeout
+        r.lifetime = timeout
+        r.retry_servfail = False
+        r.cache = dns.resolver.LRUCache(cache_size) if cache_size > 0 else None
+        self._r = r
+        self.timeout = timeout
+        self.nameservers = tuple(nameservers)
+
+    def clear_cache(self) -> None:
+        if self._r.cache is not None:
+            self._r.cache.flush()
+
+    def query(self, name: str | bytes, rdtype: str, timeout: float | None = None) -> Answer:
+        """Look up ``name``/``rdtype``; never raises. Records DNS failures for :func:`collect_errors`."""
+        if isinstance(name, bytes):
+            name = name.decode("ascii", "replace")
+        label = rdtype if rdtype in _TYPES else "other"
+        lifetime = self.timeout if timeout is None else max(0.05, min(timeout, self.timeout))
+        t0 = time.perf_counter()
+        try:
+            qname = dns.name.from_text(name.rstrip(".") + ".")
+        except Exception:  # label too long, empty label, bad IDNA: no such name can exist
+            metrics.DNS_QUERIES.labels(label, "nxdomain").inc()
+            return Answer("nxdomain", error="invalid name")
+        try:
+            ans = self._r.resolve(qname, rdtype, lifetime=lifetime, search=False)
+            result = Answer("ok", tuple(ans) if ans.rrset is not None else ())
+            if not result.records:
+                result = Answer("nodata")
+        except dns.resolver.NXDOMAIN:
+            result = Answer("nxdomain")
+        except dns.resolver.NoAnswer:
+            result = Answer("nodata")
+        except dns.exception.Timeout:
+            result = Answer("timeout", error="timeout")
+        except dns.resolver.NoNameservers:
+            result = Answer("servfail", error="servfail")
+        except Exception as exc:  # malformed answer, network error, ...
+            result = Answer("error", error=f"{type(exc).__name__}")
+        metrics.DNS_QUERIES.labels(label, result.outcome).inc()
+        metrics.DNS_SECONDS.labels(label).observe(time.perf_counter() - t0)
+        if result.failed:
+            note_error(f"{rdtype} {name.rstrip('.')}: {result.outcome}")
+        return result
+
+
+# ---- per-thread DNS error collection (one milter connection = one thread) ----
+
+_local = threading.local()
+
+
+def note_error(text: str) -> None:
+    errors: list[str] | None = getattr(_local, "errors", None)
+    if errors is not None and text not in errors and len(errors) < 20:
+        errors.append(text[:200])
+
+
+@contextlib.contextmanager
+def collect_errors(into: list[str]) -> Iterator[list[str]]:
+    """Append the failures of every lookup made by this thread inside the block to ``into``."""
+    prev = getattr(_local, "errors", None)
+    _local.errors = into
+    try:
+        yield into
+    finally:
+        _local.errors = prev
+
+
+# ---- the process-wide resolver ----
+
+_resolver: Resolver | None = None
+_install_lock = threading.Lock()
+
+
+def resolv_conf_nameservers(path: str | None = None) -> list[tuple[str, int]]:
+    """Nameservers listed in resolv.conf (read explicitly; used when none are configured)."""
+    out: list[tuple[str, int]] = []
+    with open(path or RESOLV_CONF, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                with contextlib.suppress(ValueError):
+                    out.append((str(ipaddress.ip_address(parts[1].split("%", 1)[0])), 53))
+    return out
+
+
+def install(resolver: Resolver) -> None:
+    """Make ``resolver`` the milter's resolver and route pyspf through it. Called once at start-up
+    (tests may call it again with a new resolver: the pyspf hook itself is never swapped)."""
+    global _resolver
+    import spf
+
+    with _install_lock:
+        _resolver = resolver
+        if spf.DNSLookup is not spf_dns_lookup:
+            spf.DNSLookup = spf_dns_lookup
+
+
+def get() -> Resolver:
+    if _resolver is None:
+        raise RuntimeError("mailpolicy.dns.install() has not been called")
+    return _resolver
+
+
+def spf_dns_lookup(name: str, qtype: str, tcpfallback: Any = True, timeout: float = 30) -> list[Any]:
+    """pyspf's ``spf.DNSLookup`` contract: a list of ``((name, type), value)``; a lookup failure
+    raises ``spf.TempError``; no such name / no such record is an empty list."""
+    import spf
+
+    ans = get().query(name, qtype, timeout=timeout)
+    if ans.failed:
+        raise spf.TempError(f"DNS {ans.outcome} for {qtype} {name}")
+    out: list[Any] = []
+    for r in ans.records:
+        if qtype in ("A", "AAAA"):
+            out.append(((name, qtype), r.address))
+        elif qtype == "MX":
+            out.append(((name, qtype), (r.preference, r.exchange)))
+        elif qtype == "PTR":
+            out.append(((name, qtype), r.target.to_text(True)))
+        elif qtype in ("TXT", "SPF"):
+            out.append(((name, qtype), r.strings))
+        elif qtype == "CNAME":
+            out.append(((name, qtype), r.target.to_text(True)))
+    return out
+
+
+class DnsTempError(Exception):
+    """A lookup that may succeed later (raised by :func:`dkim_dnsfunc`)."""
+
+
+def dkim_dnsfunc(name: str | bytes, timeout: float = 5) -> bytes | None:
+    """dkimpy's ``dnsfunc``: the first TXT record's strings joined, None when there is none; a
+    lookup failure raises :class:`DnsTempError`."""
+    ans = get().query(name, "TXT", timeout=timeout)
+    if ans.failed:
+        raise DnsTempError(ans.outcome)
+    txt = ans.txt()
+    return txt[0] if txt else None

@@ -1,0 +1,28 @@
+"""Shared fixtures: the loopback test DNS server and the milter's resolver pointed at it.
+
+``dns_server`` (session): a :class:`support.dnsserver.DnsServer` on 127.0.0.1 (UDP+TCP, ephemeral
+port). ``dns`` (function): the same server, emptied, with ``mailpolicy.dns`` installed on it (no
+cache, 0.3 s timeout) so in-process SPF/DKIM/DMARC evaluation uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from mailpolicy import dns as mdns
+from support.dnsserver import DnsServer
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    with DnsServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def dns(dns_server: DnsServer) -> Iterator[DnsServer]:
+    dns_server.clear()
+    mdns.install(mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.3, 0))
+    yield dns_server
+    dns_server.clear()

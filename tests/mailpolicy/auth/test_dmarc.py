@@ -1,0 +1,233 @@
+"""Unit tests for mailpolicy.auth.dmarc: record parsing, tree walk, Organizational Domain,
+alignment, policy selection (p/sp/np), pct and t=y, RFC5322.From handling, DNS failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailpolicy.auth import DkimResult, SpfResult
+from mailpolicy.auth.dmarc import (
+    DmarcSyntaxError,
+    Evaluator,
+    evaluate,
+    from_domains,
+    parse_record,
+    walk_targets,
+)
+from support.dnsserver import DnsServer
+
+
+def spf_pass(domain: str) -> SpfResult:
+    return SpfResult("pass", "mailfrom", domain, f"b@{domain}")
+
+
+def test_parse_record_tags() -> None:
+    r = parse_record("v=DMARC1; p=Reject; sp=quarantine; np=none; adkim=s; aspf=s; pct=50; t=y; psd=n")
+    assert (r.p, r.sp, r.np, r.adkim, r.aspf, r.pct, r.t, r.psd) == (
+        "reject",
+        "quarantine",
+        "none",
+        "s",
+        "s",
+        50,
+        True,
+        "n",
+    )
+    d = parse_record("v=DMARC1; p=none")
+    assert (d.sp, d.np, d.adkim, d.aspf, d.pct, d.t, d.psd) == (None, None, "r", "r", None, False, "u")
+
+
+def test_parse_record_missing_or_invalid_p() -> None:
+    assert parse_record("v=DMARC1; sp=reject").p is None
+    assert parse_record("v=DMARC1; p=bogus; rua=mailto:a@example.org").p == "none"
+    assert parse_record("v=DMARC1; p=reject; sp=bogus; pct=x").sp is None
+    assert parse_record("v=DMARC1; p=reject; pct=x").pct is None
+
+
+@pytest.mark.parametrize("text", ["v=DMARC1; p=none; reject", "p=none; v=DMARC1", "v=DMARC1; =x"])
+def test_parse_record_syntax_errors(text: str) -> None:
+    with pytest.raises(DmarcSyntaxError):
+        parse_record(text)
+
+
+def test_walk_targets() -> None:
+    assert walk_targets("a.b.example.com") == ["a.b.example.com", "b.example.com", "example.com", "com"]
+    assert walk_targets("a.b.c.d.e.f.example.com") == [
+        "a.b.c.d.e.f.example.com",
+        "e.f.example.com",
+        "f.example.com",
+        "example.com",
+        "com",
+    ]
+    assert walk_targets("com") == ["com"]
+    assert walk_targets("Example.COM.") == ["example.com", "com"]
+
+
+def test_org_domain_by_tree_walk(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none")
+    dns.add("_dmarc.sub.example.com", "TXT", "v=DMARC1; p=reject")
+    dns.add("_dmarc.org.example", "TXT", "v=DMARC1; p=none; psd=n")
+    dns.add("_dmarc.a.org.example", "TXT", "v=DMARC1; p=none")
+    dns.add("_dmarc.psd", "TXT", "v=DMARC1; p=reject; psd=y")
+    ev = Evaluator()
+    assert ev.org_domain("x.sub.example.com") == "example.com"  # fewest labels with a record
+    assert ev.org_domain("x.a.org.example") == "org.example"  # psd=n stops
+    assert ev.org_domain("a.b.c.psd") == "c.psd"  # one label below the psd=y domain
+    assert ev.org_domain("nothing.example") == "nothing.example"  # no record: the domain itself
+
+
+def test_alignment_strict_and_relaxed(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none")
+    ev = Evaluator()
+    assert ev.aligned("Example.com.", "example.com", "s")
+    assert not ev.aligned("mail.example.com", "example.com", "s")
+    assert ev.aligned("mail.example.com", "example.com", "r")
+    assert ev.aligned("a.example.com", "b.example.com", "r")
+    assert not ev.aligned("example.net", "example.com", "r")
+    assert not ev.aligned(None, "example.com", "r")
+
+
+def test_pass_via_aligned_dkim_and_spf(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject")
+    dkim = [DkimResult("pass", "mail.example.com"), DkimResult("pass", "other.example")]
+    res, hf = evaluate(["A <a@example.com>"], spf_pass("bounce.example.com"), dkim)
+    assert (res.result, res.policy, res.policy_domain, hf) == ("pass", "reject", "example.com", "example.com")
+    assert res.spf_aligned and res.dkim_aligned and res.disposition == "none"
+    assert [d.aligned for d in dkim] == [True, False]
+
+
+def test_strict_alignment_fails(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=quarantine; adkim=s; aspf=s")
+    res, _ = evaluate(
+        ["a@example.com"], spf_pass("mail.example.com"), [DkimResult("pass", "mail.example.com")]
+    )
+    assert (res.result, res.disposition, res.spf_aligned, res.dkim_aligned) == (
+        "fail",
+        "quarantine",
+        False,
+        False,
+    )
+
+
+def test_unaligned_or_failed_auth_fails_with_policy(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject")
+    res, _ = evaluate(
+        ["a@example.com"],
+        SpfResult("fail", "mailfrom", "example.com", "x"),
+        [DkimResult("fail", "example.com")],
+    )
+    assert (res.result, res.policy, res.disposition) == ("fail", "reject", "reject")
+
+
+def test_subdomain_policy_sp_and_np(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none; sp=quarantine; np=reject")
+    dns.add("exists.example.com", "A", "192.0.2.1")
+    res, _ = evaluate(["a@exists.example.com"], None, [])
+    assert (res.result, res.policy, res.policy_domain) == ("fail", "quarantine", "example.com")
+    res, _ = evaluate(["a@ghost.example.com"], None, [])
+    assert (res.result, res.policy) == ("fail", "reject")  # NXDOMAIN: np
+    res, _ = evaluate(["a@example.com"], None, [])
+    assert res.policy == "none"
+
+
+def test_psd_record_applies_p_to_org_domain(dns: DnsServer) -> None:
+    dns.add("_dmarc.gov", "TXT", "v=DMARC1; p=reject; sp=none; np=reject; psd=y")
+    dns.add("example.gov", "A", "192.0.2.1")
+    dns.add("www.example.gov", "A", "192.0.2.1")
+    assert evaluate(["a@example.gov"], None, [])[0].policy == "reject"
+    assert evaluate(["a@www.example.gov"], None, [])[0].policy == "none"  # sp
+
+
+def test_pct_and_testing_flag_lower_the_disposition(dns: DnsServer) -> None:
+    dns.add("_dmarc.pct.example", "TXT", "v=DMARC1; p=reject; pct=20")
+    dns.add("_dmarc.t.example", "TXT", "v=DMARC1; p=quarantine; t=y")
+    assert evaluate(["a@pct.example"], None, [], rng=lambda: 0.1)[0].disposition == "reject"  # sampled
+    out = evaluate(["a@pct.example"], None, [], rng=lambda: 0.5)[0]
+    assert (out.result, out.policy, out.disposition) == ("fail", "reject", "quarantine")
+    out = evaluate(["a@t.example"], None, [])[0]
+    assert (out.policy, out.disposition) == ("quarantine", "none")
+
+
+def test_no_record_none_and_no_policy_none(dns: DnsServer) -> None:
+    dns.add("_dmarc.nop.example", "TXT", "v=DMARC1; sp=reject")
+    assert evaluate(["a@none.example"], None, [])[0].result == "none"
+    assert evaluate(["a@nop.example"], None, [])[0].result == "none"
+
+
+def test_multiple_records_are_discarded(dns: DnsServer) -> None:
+    dns.add("_dmarc.two.example", "TXT", "v=DMARC1; p=reject")
+    dns.add("_dmarc.two.example", "TXT", "v=DMARC1; p=none")
+    dns.add("_dmarc.two.example", "TXT", "unrelated")
+    assert evaluate(["a@two.example"], None, [])[0].result == "none"
+
+
+def test_syntax_error_is_permerror(dns: DnsServer) -> None:
+    dns.add("_dmarc.bad.example", "TXT", "v=DMARC1; p=none; reject")
+    res, hf = evaluate(["a@bad.example"], None, [])
+    assert (res.result, hf) == ("permerror", "bad.example")
+
+
+def test_missing_from_is_permerror() -> None:
+    assert evaluate([], None, [])[0].result == "permerror"
+    res, hf = evaluate(['"Just a name"'], None, [])
+    assert (res.result, hf) == ("permerror", None)
+
+
+def test_multiple_from_domains_strictest_wins(dns: DnsServer) -> None:
+    dns.add("_dmarc.ok.example", "TXT", "v=DMARC1; p=none")
+    dns.add("_dmarc.bank.example", "TXT", "v=DMARC1; p=reject")
+    dkim = [DkimResult("pass", "ok.example")]
+    res, hf = evaluate(["a@ok.example, b@bank.example"], None, dkim)
+    assert (res.result, res.domain, res.disposition, hf) == ("fail", "bank.example", "reject", None)
+    # Two From fields: the same rule (an extra From cannot dodge a p=reject).
+    res, hf = evaluate(["a@ok.example", "b@bank.example"], None, dkim)
+    assert (res.result, res.domain, hf) == ("fail", "bank.example", None)
+    # Several mailboxes in one domain: that domain.
+    assert evaluate(["a@ok.example, b@OK.example"], None, dkim)[1] == "ok.example"
+    assert from_domains(['"Test, User" <t@example.com>']) == ["example.com"]
+
+
+def test_dns_failure_in_policy_discovery_is_temperror(dns: DnsServer) -> None:
+    dns.timeout("_dmarc.slow.example")
+    res, _ = evaluate(["a@slow.example"], None, [DkimResult("pass", "other.example")])
+    assert res.result == "temperror" and res.disposition == "none"
+
+
+def test_fail_with_aligned_dkim_temperror_is_temperror(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject")
+    res, _ = evaluate(["a@example.com"], None, [DkimResult("temperror", "example.com")])
+    assert (res.result, res.disposition) == ("temperror", "none")
+    res, _ = evaluate(["a@example.com"], SpfResult("temperror", "mailfrom", "example.com", "x"), [])
+    assert res.result == "temperror"
+    # An unaligned temperror does not save a failing message.
+    res, _ = evaluate(["a@example.com"], None, [DkimResult("temperror", "other.example")])
+    assert res.result == "fail"
+
+
+def test_alignment_dns_failure_only_matters_when_it_could_hide_a_pass(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject")
+    dns.timeout("_dmarc.mail.example.com")  # the relaxed-alignment walk for this d= fails
+    relaxed_only = [DkimResult("pass", "mail.example.com")]
+    res, _ = evaluate(["a@example.com"], None, relaxed_only)
+    assert (res.result, res.disposition) == ("temperror", "none")
+    exact_too = [DkimResult("pass", "mail.example.com"), DkimResult("pass", "example.com")]
+    res, _ = evaluate(["a@example.com"], None, exact_too)
+    assert res.result == "pass" and [d.aligned for d in exact_too] == [False, True]
+    failed = [DkimResult("fail", "mail.example.com")]  # a failed signature could not have passed
+    assert evaluate(["a@example.com"], None, failed)[0].result == "fail"
+
+
+def test_policy_selection_dns_failure_is_temperror_unless_pass(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject; sp=none")
+    dns.timeout("_dmarc.com")  # the Organizational Domain walk (is sub.example.com a subdomain?) fails
+    res, _ = evaluate(["a@sub.example.com"], None, [])
+    assert res.result == "temperror" and res.policy is None
+    res, _ = evaluate(["a@sub.example.com"], None, [DkimResult("pass", "sub.example.com")])
+    assert res.result == "pass"
+
+
+def test_existence_check_failure_counts_as_existing(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none; sp=quarantine; np=reject")
+    dns.timeout("sub.example.com", "A")
+    res, _ = evaluate(["a@sub.example.com"], None, [])
+    assert (res.result, res.policy) == ("fail", "quarantine")  # sp, not np
