@@ -63,7 +63,7 @@ class Client:
             # RFC 3207 says SHOULD re-EHLO; some clients don't. Stop smtplib from doing it for us.
             self.smtp.helo_resp = b"skipped"
 
-    def send(self, sender: str, rcpts: list[str], body: str | None = None) -> Result:
+    def send(self, sender: str, rcpts: list[str], body: str | bytes | None = None) -> Result:
         try:
             refused = self.smtp.sendmail(sender, rcpts, body or message(sender, rcpts))
         except smtplib.SMTPSenderRefused as exc:
