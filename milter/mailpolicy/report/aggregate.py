@@ -1,0 +1,710 @@
+"""Streaming aggregation of events into the report document.
+
+Memory is bounded by the number of distinct keys (clients, networks, sender domains, days, hosts,
+policies), never by the number of events: each event is folded into counters and dropped.
+:meth:`Aggregator.result` turns the counters into the JSON-ready report document (see
+``docs/report-readme-fragment.md`` for its schema), from which every renderer works."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from mailpolicy import EVENT_SCHEMA, __version__
+from mailpolicy.report.reader import DECODER, DecodeError, Event, classify_undecodable, open_source
+
+REPORT_SCHEMA = 1
+"""Version of the report JSON document (``report_schema``)."""
+
+AUTH, UNAUTH, UNKNOWN = 1, 2, 3  # indexes into the per-key counter lists: [total, auth, unauth, unknown]
+REFUSING = ("reject", "tempfail")
+TLS_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
+FLOORS = ("TLSv1.2", "TLSv1.3")
+PLAINTEXT = "plaintext"
+MAX_EXAMPLES = 5
+MAX_NAMES = 5
+COMBINED = "combined"
+
+
+def parse_time(text: str, end_of_day: bool = False) -> str:
+    """A date (``2026-11-20``) or RFC 3339 time as the canonical event timestamp string
+    (``2026-11-20T00:00:00.000Z``) so that filters compare strings. A date given as an upper
+    bound means the end of that day."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+            if end_of_day:
+                return day.strftime("%Y-%m-%dT23:59:59.999Z")
+            return day.strftime("%Y-%m-%dT00:00:00.000Z")
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a date (YYYY-MM-DD) or RFC 3339 time: {text!r}") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"time without a UTC offset (add 'Z' or '+HH:MM'): {text!r}")
+    return canonical(dt)
+
+
+def canonical(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalise_ts(ts: str) -> str | None:
+    """Event timestamps are canonical already; anything else is parsed (slow path)."""
+    if len(ts) == 24 and ts[-1] == "Z":
+        return ts
+    try:
+        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return None
+    return canonical(dt)
+
+
+_NET_CACHE: dict[str, str] = {}
+
+
+def client_network(ip: str) -> str:
+    """/24 for IPv4, /48 for IPv6 (IPv4-mapped IPv6 counts as IPv4); the text itself if it is not
+    an address."""
+    net = _NET_CACHE.get(ip)
+    if net is not None:
+        return net
+    try:
+        addr = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        net = ip
+    else:
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        prefix = 24 if addr.version == 4 else 48
+        net = str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+    if len(_NET_CACHE) < 1_000_000:
+        _NET_CACHE[ip] = net
+    return net
+
+
+def sender_domain(ev: Event) -> str:
+    if ev.header_from_domain:
+        return ev.header_from_domain.lower()
+    mf = ev.mail_from
+    if mf is None:
+        return "(unknown)"
+    mf = mf.strip().strip("<>")
+    if not mf:
+        return "<> (null sender)"
+    return mf.rpartition("@")[2].lower() or "(no domain)"
+
+
+def auth_state(ev: Event) -> int:
+    """AUTH when the message is authenticated (mail you would really lose), UNAUTH when the
+    authentication fields say it is not, UNKNOWN when the event has no authentication fields."""
+    if ev.authenticated:
+        return AUTH
+    dmarc = ev.dmarc
+    if dmarc is not None and dmarc.result == "pass":
+        return AUTH
+    dkim = ev.dkim
+    if dkim:
+        for sig in dkim:
+            if sig.aligned and sig.result == "pass":
+                return AUTH
+    if ev.authenticated is None and dmarc is None and dkim is None:
+        return UNKNOWN
+    return UNAUTH
+
+
+def _bump(table: dict[str, list[int]], key: str, state: int) -> None:
+    row = table.get(key)
+    if row is None:
+        row = table[key] = [0, 0, 0, 0]
+    row[0] += 1
+    row[state] += 1
+
+
+def _split(row: list[int]) -> dict[str, int]:
+    return {"transactions": row[0], "authenticated": row[1], "unauthenticated": row[2], "unknown": row[3]}
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def _top(table: dict[str, list[int]], n: int) -> list[tuple[str, list[int]]]:
+    return sorted(table.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:n]
+
+
+@dataclass
+class Affected:
+    """Transactions a policy refuses or would refuse, by sender, client and network."""
+
+    total: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    domains: dict[str, list[int]] = field(default_factory=dict)
+    clients: dict[str, list[int]] = field(default_factory=dict)
+    networks: dict[str, list[int]] = field(default_factory=dict)
+    client_names: dict[str, str] = field(default_factory=dict)
+    network_names: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, ev: Event, state: int) -> None:
+        t = self.total
+        t[0] += 1
+        t[state] += 1
+        _bump(self.domains, sender_domain(ev), state)
+        ip = ev.client_ip or "(unknown)"
+        _bump(self.clients, ip, state)
+        if ip not in self.client_names:
+            self.client_names[ip] = ev.client_name or ""
+        if ev.client_ip:
+            net = client_network(ev.client_ip)
+            _bump(self.networks, net, state)
+            names = self.network_names.setdefault(net, [])
+            name = ev.client_name or ev.client_ip
+            if len(names) < MAX_NAMES and name not in names:
+                names.append(name)
+
+    def summary(self, top: int) -> dict[str, Any]:
+        return {
+            **_split(self.total),
+            "clients": len(self.clients),
+            "networks": len(self.networks),
+            "sender_domains": len(self.domains),
+            "top_sender_domains": [{"domain": k, **_split(v)} for k, v in _top(self.domains, top)],
+            "top_clients": [
+                {"ip": k, "name": self.client_names.get(k, ""), "network": client_network(k), **_split(v)}
+                for k, v in _top(self.clients, top)
+            ],
+        }
+
+
+@dataclass
+class PolicyStats:
+    name: str
+    transactions: int = 0
+    modes: Counter[str] = field(default_factory=Counter)
+    results: Counter[str] = field(default_factory=Counter)
+    exempt: Counter[str] = field(default_factory=Counter)
+    would: Counter[str] = field(default_factory=Counter)  # monitor mode: action -> count
+    applied: Counter[str] = field(default_factory=Counter)  # enforce mode, applied: action -> count
+    affected: Affected = field(default_factory=Affected)
+    # day -> [transactions, would refuse, refused]
+    daily: dict[str, list[int]] = field(default_factory=dict)
+
+    def result(self, top: int) -> dict[str, Any]:
+        seen = self.transactions
+        would = self.would["reject"] + self.would["tempfail"]
+        refused = self.applied["reject"] + self.applied["tempfail"]
+        return {
+            "name": self.name,
+            "transactions": seen,
+            "modes": dict(self.modes.most_common()),
+            "results": dict(self.results.most_common()),
+            "exempt": dict(self.exempt.most_common()),
+            "would_reject": self.would["reject"],
+            "would_tempfail": self.would["tempfail"],
+            "would_quarantine": self.would["quarantine"],
+            "would_refuse": would,
+            "would_refuse_share": _share(would, seen),
+            "rejected": self.applied["reject"],
+            "tempfailed": self.applied["tempfail"],
+            "quarantined": self.applied["quarantine"],
+            "refused": refused,
+            "refused_share": _share(refused, seen),
+            "affected": self.affected.summary(top),
+            "daily": [
+                {"date": d, "transactions": r[0], "would_refuse": r[1], "refused": r[2]}
+                for d, r in sorted(self.daily.items())
+            ],
+        }
+
+
+@dataclass
+class FloorStats:
+    """What raising the MTA's TLS floor to ``floor`` would do: clients below it fail the
+    handshake and (usually) retry in plaintext; with require_starttls enforced, that mail is lost."""
+
+    floor: str
+    sessions: int = 0
+    clients: dict[str, list[int]] = field(default_factory=dict)  # ip -> [txns, auth, unauth, unknown]
+    client_names: dict[str, str] = field(default_factory=dict)
+    domains: dict[str, list[int]] = field(default_factory=dict)
+    transactions: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    lost: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    lost_clients: dict[str, list[int]] = field(default_factory=dict)
+    kept_exempt: Counter[str] = field(default_factory=Counter)
+
+    def result(self, top: int) -> dict[str, Any]:
+        return {
+            "floor": self.floor,
+            "sessions": self.sessions,
+            "transactions": _split(self.transactions),
+            "clients": len(self.clients),
+            "sender_domains": len(self.domains),
+            "top_clients": [
+                {"ip": k, "name": self.client_names.get(k, ""), **_split(v)}
+                for k, v in _top(self.clients, top)
+            ],
+            "top_sender_domains": [{"domain": k, **_split(v)} for k, v in _top(self.domains, top)],
+            "with_require_starttls": {
+                "lost": _split(self.lost),
+                "lost_clients": len(self.lost_clients),
+                "kept_by_exemption": dict(self.kept_exempt.most_common()),
+            },
+        }
+
+
+@dataclass
+class HostStats:
+    events: int = 0
+    connections: int = 0
+    transactions: int = 0
+    would_lose: int = 0
+    refused: int = 0
+    first: str = ""
+    last: str = ""
+
+
+@dataclass
+class SourceStats:
+    name: str
+    lines: int = 0
+    events: int = 0
+    malformed: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Options:
+    since: str | None = None
+    until: str | None = None
+    policies: frozenset[str] = frozenset()
+    hosts: frozenset[str] = frozenset()
+    top: int = 10
+
+
+class Aggregator:
+    def __init__(self, options: Options | None = None):
+        self.opt = options or Options()
+        self.sources: list[SourceStats] = []
+        self.lines = 0
+        self.blank = 0
+        self.non_event = 0
+        self.malformed = 0
+        self.malformed_examples: list[dict[str, Any]] = []
+        self.unsupported_schema: Counter[int] = Counter()
+        self.unknown_event_types: Counter[str] = Counter()
+        self.filtered_out = 0
+        self.first = ""
+        self.last = ""
+        self.hosts: dict[str, HostStats] = {}
+        self.connections = 0
+        self.transactions = 0
+        self.outcomes: Counter[str] = Counter()
+        self.policies: dict[str, PolicyStats] = {}
+        self.combined = PolicyStats(COMBINED)
+        self.combined_solely: Counter[str] = Counter()
+        self.combined_policies: Counter[str] = Counter()
+        # TLS
+        self.conn_tls: Counter[str] = Counter()
+        self.conn_cipher: Counter[tuple[str, str]] = Counter()
+        self.txn_tls: Counter[str] = Counter()
+        self.txn_cipher: Counter[tuple[str, str]] = Counter()
+        self.tls_daily: dict[str, Counter[str]] = {}
+        # ip -> [sessions, transactions]; names and versions on the side
+        self.legacy: dict[str, list[int]] = {}
+        self.legacy_names: dict[str, str] = {}
+        self.legacy_versions: dict[str, set[str]] = {}
+        self.floors = {f: FloorStats(f) for f in FLOORS}
+
+    # ---- input ----
+
+    def add_source(self, name: str, stdin: IO[bytes] | None = None) -> None:
+        src = SourceStats("<stdin>" if name == "-" else name)
+        self.sources.append(src)
+        try:
+            with open_source(name, stdin) as fh:
+                self._consume(src, fh)
+        except (OSError, EOFError) as exc:
+            # Unreadable file or truncated gzip stream: keep what was read, say what happened.
+            src.error = f"{type(exc).__name__}: {exc}"
+
+    def _consume(self, src: SourceStats, fh: IO[bytes]) -> None:
+        decode = DECODER.decode
+        since, until = self.opt.since, self.opt.until
+        hosts = self.opt.hosts
+        on_txn, on_conn = self._transaction, self._connection
+        n = src.lines
+        events = 0
+        try:
+            for line in fh:
+                n += 1
+                try:
+                    ev = decode(line)
+                except DecodeError as exc:
+                    if not line.strip():
+                        self.blank += 1
+                        continue
+                    kind, schema = classify_undecodable(line)
+                    if kind == "non_event":
+                        self.non_event += 1
+                    elif kind == "schema":
+                        self.unsupported_schema[schema or 0] += 1
+                    else:
+                        self._malformed(src, n, str(exc))
+                    continue
+                kind_ = ev.event
+                if kind_ is None:
+                    self.non_event += 1
+                    continue
+                if ev.schema != EVENT_SCHEMA:
+                    if ev.schema is None:
+                        self._malformed(src, n, "event without 'schema'")
+                    else:
+                        self.unsupported_schema[ev.schema] += 1
+                    continue
+                ts = ev.ts
+                if len(ts) != 24 or ts[-1] != "Z":
+                    fixed = normalise_ts(ts)
+                    if fixed is None:
+                        self._malformed(src, n, f"bad 'ts': {ts!r}")
+                        continue
+                    ev.ts = ts = fixed
+                if (since and ts < since) or (until and ts > until) or (hosts and ev.host not in hosts):
+                    self.filtered_out += 1
+                    continue
+                events += 1
+                if kind_ == "transaction":
+                    on_txn(ev)
+                elif kind_ == "connection":
+                    on_conn(ev)
+                else:
+                    events -= 1
+                    self.unknown_event_types[kind_] += 1
+        finally:
+            src.lines = n
+            src.events += events
+            self.lines += n
+
+    def _malformed(self, src: SourceStats, lineno: int, error: str) -> None:
+        self.malformed += 1
+        src.malformed += 1
+        if len(self.malformed_examples) < MAX_EXAMPLES:
+            self.malformed_examples.append({"source": src.name, "line": lineno, "error": error[:200]})
+
+    def _host(self, ev: Event) -> HostStats:
+        h = self.hosts.get(ev.host)
+        if h is None:
+            h = self.hosts[ev.host] = HostStats(first=ev.ts, last=ev.ts)
+        ts = ev.ts
+        if ts < h.first:
+            h.first = ts
+        elif ts > h.last:
+            h.last = ts
+        h.events += 1
+        if not self.first or ts < self.first:
+            self.first = ts
+        if ts > self.last:
+            self.last = ts
+        return h
+
+    # ---- connection events ----
+
+    def _connection(self, ev: Event) -> None:
+        self._host(ev).connections += 1
+        self.connections += 1
+        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
+        self.conn_tls[version] += 1
+        self.conn_cipher[(version, ev.tls_cipher or "")] += 1
+        day = ev.ts[:10]
+        daily = self.tls_daily.get(day)
+        if daily is None:
+            daily = self.tls_daily[day] = Counter()
+        daily[version] += 1
+        rank = TLS_RANK.get(version)
+        if rank is not None and rank < 5:
+            if rank < 4:
+                self._legacy(ev, version)[0] += 1
+            for floor in self.floors.values():
+                if rank < TLS_RANK[floor.floor]:
+                    floor.sessions += 1
+
+    def _legacy(self, ev: Event, version: str) -> list[int]:
+        ip = ev.client_ip or "(unknown)"
+        row = self.legacy.get(ip)
+        if row is None:
+            row = self.legacy[ip] = [0, 0]
+            self.legacy_names[ip] = ev.client_name or ""
+            self.legacy_versions[ip] = set()
+        self.legacy_versions[ip].add(version)
+        return row
+
+    # ---- transaction events ----
+
+    def _transaction(self, ev: Event) -> None:
+        host = self._host(ev)
+        host.transactions += 1
+        self.transactions += 1
+        outcome = ev.outcome or "unknown"
+        self.outcomes[outcome] += 1
+        if outcome == "rejected" or outcome == "tempfailed":
+            host.refused += 1
+        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
+        self.txn_tls[version] += 1
+        self.txn_cipher[(version, ev.tls_cipher or "")] += 1
+        day = ev.ts[:10]
+        state = 0  # authentication state, computed on first need
+
+        policies = ev.policies or {}
+        wanted = self.opt.policies
+        lost_by: list[str] = []
+        for name, d in policies.items():
+            if wanted and name not in wanted:
+                continue
+            ps = self.policies.get(name)
+            if ps is None:
+                ps = self.policies[name] = PolicyStats(name)
+            ps.transactions += 1
+            ps.modes[d.mode] += 1
+            ps.results[d.result] += 1
+            row = ps.daily.get(day)
+            if row is None:
+                row = ps.daily[day] = [0, 0, 0]
+            row[0] += 1
+            if d.exempt is not None:
+                ps.exempt[d.exempt] += 1
+            action = d.action
+            if action == "continue":
+                continue
+            if d.mode == "monitor":
+                ps.would[action] += 1
+                if action in REFUSING:
+                    row[1] += 1
+                    lost_by.append(name)
+                else:
+                    continue
+            elif d.applied:
+                ps.applied[action] += 1
+                if action in REFUSING:
+                    row[2] += 1
+                else:
+                    continue
+            else:
+                continue
+            if not state:
+                state = auth_state(ev)
+            ps.affected.add(ev, state)
+
+        comb = self.combined
+        comb.transactions += 1
+        crow = comb.daily.get(day)
+        if crow is None:
+            crow = comb.daily[day] = [0, 0, 0]
+        crow[0] += 1
+        if outcome == "rejected" or outcome == "tempfailed":
+            crow[2] += 1
+        if lost_by:
+            crow[1] += 1
+            host.would_lose += 1
+            comb.would["lost"] += 1
+            if not state:
+                state = auth_state(ev)
+            comb.affected.add(ev, state)
+            if len(lost_by) == 1:
+                self.combined_solely[lost_by[0]] += 1
+            for name in lost_by:
+                self.combined_policies[name] += 1
+
+        rank = TLS_RANK.get(version)
+        if rank is not None and rank < 5:
+            if rank < 4:
+                self._legacy(ev, version)[1] += 1
+            for floor in self.floors.values():
+                if rank < TLS_RANK[floor.floor]:
+                    if not state:
+                        state = auth_state(ev)
+                    self._below_floor(floor, ev, state, policies)
+
+    def _below_floor(self, floor: FloorStats, ev: Event, state: int, policies: dict[str, Any]) -> None:
+        floor.transactions[0] += 1
+        floor.transactions[state] += 1
+        ip = ev.client_ip or "(unknown)"
+        _bump(floor.clients, ip, state)
+        if ip not in floor.client_names:
+            floor.client_names[ip] = ev.client_name or ""
+        _bump(floor.domains, sender_domain(ev), state)
+        rs = policies.get("require_starttls")
+        if rs is not None and rs.exempt is not None:
+            floor.kept_exempt[rs.exempt] += 1
+        else:
+            floor.lost[0] += 1
+            floor.lost[state] += 1
+            _bump(floor.lost_clients, ip, state)
+
+    # ---- output ----
+
+    def result(self) -> dict[str, Any]:
+        from mailpolicy.report.suggest import suggestions, suggestions_toml
+
+        top = self.opt.top
+        policies = [self.policies[k].result(top) for k in sorted(self.policies, key=_policy_order)]
+        combined = self.combined.result(top)
+        lost = self.combined.would["lost"]
+        combined_doc = {
+            "policies": sorted((p["name"] for p in policies if p["modes"].get("monitor")), key=_policy_order),
+            "transactions": self.combined.transactions,
+            "lost": lost,
+            "lost_share": _share(lost, self.combined.transactions),
+            "lost_by_policy": dict(self.combined_policies.most_common()),
+            "lost_only_by_policy": dict(self.combined_solely.most_common()),
+            "already_refused": self.outcomes["rejected"] + self.outcomes["tempfailed"],
+            "affected": combined["affected"],
+            "daily": [
+                {
+                    "date": r["date"],
+                    "transactions": r["transactions"],
+                    "lost": r["would_refuse"],
+                    "refused": r["refused"],
+                }
+                for r in combined["daily"]
+            ],
+        }
+        sugg = suggestions(self.policies, top)
+        doc: dict[str, Any] = {
+            "report_schema": REPORT_SCHEMA,
+            "generated": canonical(datetime.now(UTC)),
+            "mailpolicy_version": __version__,
+            "event_schema": EVENT_SCHEMA,
+            "filters": {
+                "since": self.opt.since,
+                "until": self.opt.until,
+                "policies": sorted(self.opt.policies),
+                "hosts": sorted(self.opt.hosts),
+                "top": top,
+            },
+            "period": {"first": self.first or None, "last": self.last or None},
+            "input": {
+                "sources": [
+                    {
+                        "name": s.name,
+                        "lines": s.lines,
+                        "events": s.events,
+                        "malformed": s.malformed,
+                        "error": s.error,
+                    }
+                    for s in self.sources
+                ],
+                "lines": self.lines,
+                "events": sum(s.events for s in self.sources),
+                "blank_lines": self.blank,
+                "non_event_lines": self.non_event,
+                "malformed_lines": self.malformed,
+                "malformed_examples": self.malformed_examples,
+                "unsupported_schema": {str(k): v for k, v in sorted(self.unsupported_schema.items())},
+                "unknown_event_types": dict(self.unknown_event_types.most_common()),
+                "filtered_out": self.filtered_out,
+            },
+            "hosts": [
+                {
+                    "host": name,
+                    "events": h.events,
+                    "connections": h.connections,
+                    "transactions": h.transactions,
+                    "refused": h.refused,
+                    "would_lose": h.would_lose,
+                    "first": h.first,
+                    "last": h.last,
+                }
+                for name, h in sorted(self.hosts.items())
+            ],
+            "totals": {
+                "connections": self.connections,
+                "transactions": self.transactions,
+                "outcomes": dict(self.outcomes.most_common()),
+            },
+            "policies": policies,
+            "combined": combined_doc,
+            "tls": self._tls_result(top),
+            "suggestions": sugg,
+            "suggestions_toml": suggestions_toml(sugg, self),
+        }
+        return doc
+
+    def _tls_result(self, top: int) -> dict[str, Any]:
+        def versions(c: Counter[str]) -> list[dict[str, Any]]:
+            total = sum(c.values())
+            return [
+                {"version": v, "count": n, "share": _share(n, total)}
+                for v, n in sorted(c.items(), key=lambda kv: (-_version_rank(kv[0]), kv[0]))
+            ]
+
+        def ciphers(c: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+            total = sum(c.values())
+            return [
+                {"version": v, "cipher": ci or None, "count": n, "share": _share(n, total)}
+                for (v, ci), n in c.most_common()
+            ]
+
+        legacy = sorted(self.legacy.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
+        return {
+            "sessions": {
+                "total": self.connections,
+                "plaintext": self.conn_tls[PLAINTEXT],
+                "plaintext_share": _share(self.conn_tls[PLAINTEXT], self.connections),
+                "by_version": versions(self.conn_tls),
+                "by_cipher": ciphers(self.conn_cipher),
+            },
+            "transactions": {
+                "total": self.transactions,
+                "plaintext": self.txn_tls[PLAINTEXT],
+                "plaintext_share": _share(self.txn_tls[PLAINTEXT], self.transactions),
+                "by_version": versions(self.txn_tls),
+                "by_cipher": ciphers(self.txn_cipher),
+            },
+            "daily_sessions": [
+                {"date": d, "versions": dict(c.most_common())} for d, c in sorted(self.tls_daily.items())
+            ],
+            "below_tls12": {
+                "clients": len(self.legacy),
+                "sessions": sum(r[0] for r in self.legacy.values()),
+                "transactions": sum(r[1] for r in self.legacy.values()),
+                "top_clients": [
+                    {
+                        "ip": ip,
+                        "name": self.legacy_names.get(ip, ""),
+                        "versions": sorted(self.legacy_versions.get(ip, ())),
+                        "sessions": r[0],
+                        "transactions": r[1],
+                    }
+                    for ip, r in legacy[:top]
+                ],
+            },
+            "floor_simulation": [self.floors[f].result(top) for f in FLOORS],
+        }
+
+
+def _version_rank(version: str) -> int:
+    """Newest first, then unknown versions, then plaintext."""
+    if version == PLAINTEXT:
+        return -2
+    return TLS_RANK.get(version, -1)
+
+
+_ORDER = {"require_starttls": 0, "tls_min_version": 1, "spf": 2, "dkim": 3, "dmarc": 4}
+
+
+def _policy_order(name: str) -> tuple[int, str]:
+    return (_ORDER.get(name, 99), name)
+
+
+def build_report(
+    paths: Iterable[str], options: Options | None = None, stdin: IO[bytes] | None = None
+) -> dict[str, Any]:
+    """Read every path ("-" for standard input) and return the report document."""
+    agg = Aggregator(options)
+    for path in paths:
+        agg.add_source(path, stdin)
+    return agg.result()
