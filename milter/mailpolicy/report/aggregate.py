@@ -15,7 +15,17 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from mailpolicy import EVENT_SCHEMA, __version__
-from mailpolicy.report.reader import DECODER, DecodeError, Event, classify_undecodable, open_source
+from mailpolicy.report.reader import (
+    DECODER,
+    DKIM_DECODER,
+    DMARC_DECODER,
+    POLICIES_DECODER,
+    DecodeError,
+    Event,
+    PolicyRec,
+    classify_undecodable,
+    open_source,
+)
 
 REPORT_SCHEMA = 1
 """Version of the report JSON document (``report_schema``)."""
@@ -106,10 +116,10 @@ def auth_state(ev: Event) -> int:
     authentication fields say it is not, UNKNOWN when the event has no authentication fields."""
     if ev.authenticated:
         return AUTH
-    dmarc = ev.dmarc
+    dmarc = DMARC_DECODER.decode(ev.dmarc) if ev.dmarc else None
     if dmarc is not None and dmarc.result == "pass":
         return AUTH
-    dkim = ev.dkim
+    dkim = DKIM_DECODER.decode(ev.dkim) if ev.dkim else None
     if dkim:
         for sig in dkim:
             if sig.aligned and sig.result == "pass":
@@ -257,6 +267,18 @@ class FloorStats:
         }
 
 
+MAX_COMBOS = 100_000
+"""Distinct raw policy objects cached (bounded memory; past it they are decoded each time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Combo:
+    pid: int
+    acting: tuple[tuple[str, PolicyRec], ...]  # decisions that refuse or would refuse
+    lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
+    starttls_exempt: str | None
+
+
 @dataclass
 class HostStats:
     events: int = 0
@@ -287,6 +309,11 @@ class Options:
 
 
 class Aggregator:
+    """Folds events into counters. The hot path does one dict increment per policy decision and one
+    per event, keyed by small tuples (day, host, mode, result, ...); the per-sender tables are only
+    touched for the few transactions that a policy refuses or would refuse, or that are below a
+    simulated TLS floor."""
+
     def __init__(self, options: Options | None = None):
         self.opt = options or Options()
         self.sources: list[SourceStats] = []
@@ -298,23 +325,22 @@ class Aggregator:
         self.unsupported_schema: Counter[int] = Counter()
         self.unknown_event_types: Counter[str] = Counter()
         self.filtered_out = 0
-        self.first = ""
-        self.last = ""
-        self.hosts: dict[str, HostStats] = {}
-        self.connections = 0
-        self.transactions = 0
-        self.outcomes: Counter[str] = Counter()
-        self.policies: dict[str, PolicyStats] = {}
-        self.combined = PolicyStats(COMBINED)
+        # host -> [first ts, last ts]
+        self.spans: dict[str, list[str]] = {}
+        # (day, policy combination id) -> transactions; see _combo
+        self.decisions: dict[tuple[str, int], int] = {}
+        self._combos: dict[bytes, Combo] = {}
+        self._combo_ids: dict[tuple[tuple[str, PolicyRec], ...], int] = {}
+        self._combo_items: list[tuple[tuple[str, PolicyRec], ...]] = []
+        # (host, day, tls version, cipher, outcome, lost in the combined scenario) -> transactions
+        self.txns: dict[tuple[str, str, str, str | None, str | None, bool], int] = {}
+        # (host, day, tls version, cipher) -> connections
+        self.conns: dict[tuple[str, str, str, str | None], int] = {}
+        self.affected: dict[str, Affected] = {}
+        self.combined = Affected()
         self.combined_solely: Counter[str] = Counter()
         self.combined_policies: Counter[str] = Counter()
-        # TLS
-        self.conn_tls: Counter[str] = Counter()
-        self.conn_cipher: Counter[tuple[str, str]] = Counter()
-        self.txn_tls: Counter[str] = Counter()
-        self.txn_cipher: Counter[tuple[str, str]] = Counter()
-        self.tls_daily: dict[str, Counter[str]] = {}
-        # ip -> [sessions, transactions]; names and versions on the side
+        # ip -> [sessions, transactions] below TLS 1.2; names and versions on the side
         self.legacy: dict[str, list[int]] = {}
         self.legacy_names: dict[str, str] = {}
         self.legacy_versions: dict[str, set[str]] = {}
@@ -337,6 +363,7 @@ class Aggregator:
         since, until = self.opt.since, self.opt.until
         hosts = self.opt.hosts
         on_txn, on_conn = self._transaction, self._connection
+        spans = self.spans
         n = src.lines
         events = 0
         try:
@@ -376,14 +403,25 @@ class Aggregator:
                 if (since and ts < since) or (until and ts > until) or (hosts and ev.host not in hosts):
                     self.filtered_out += 1
                     continue
-                events += 1
                 if kind_ == "transaction":
-                    on_txn(ev)
+                    try:
+                        on_txn(ev)
+                    except DecodeError as exc:  # a policies object of the wrong shape
+                        self._malformed(src, n, str(exc))
+                        continue
                 elif kind_ == "connection":
                     on_conn(ev)
                 else:
-                    events -= 1
                     self.unknown_event_types[kind_] += 1
+                    continue
+                events += 1
+                span = spans.get(ev.host)
+                if span is None:
+                    spans[ev.host] = [ts, ts]
+                elif ts > span[1]:
+                    span[1] = ts
+                elif ts < span[0]:
+                    span[0] = ts
         finally:
             src.lines = n
             src.events += events
@@ -395,42 +433,21 @@ class Aggregator:
         if len(self.malformed_examples) < MAX_EXAMPLES:
             self.malformed_examples.append({"source": src.name, "line": lineno, "error": error[:200]})
 
-    def _host(self, ev: Event) -> HostStats:
-        h = self.hosts.get(ev.host)
-        if h is None:
-            h = self.hosts[ev.host] = HostStats(first=ev.ts, last=ev.ts)
-        ts = ev.ts
-        if ts < h.first:
-            h.first = ts
-        elif ts > h.last:
-            h.last = ts
-        h.events += 1
-        if not self.first or ts < self.first:
-            self.first = ts
-        if ts > self.last:
-            self.last = ts
-        return h
-
     # ---- connection events ----
 
     def _connection(self, ev: Event) -> None:
-        self._host(ev).connections += 1
-        self.connections += 1
         version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
-        self.conn_tls[version] += 1
-        self.conn_cipher[(version, ev.tls_cipher or "")] += 1
-        day = ev.ts[:10]
-        daily = self.tls_daily.get(day)
-        if daily is None:
-            daily = self.tls_daily[day] = Counter()
-        daily[version] += 1
-        rank = TLS_RANK.get(version)
-        if rank is not None and rank < 5:
-            if rank < 4:
-                self._legacy(ev, version)[0] += 1
-            for floor in self.floors.values():
-                if rank < TLS_RANK[floor.floor]:
-                    floor.sessions += 1
+        key = (ev.host, ev.ts[:10], version, ev.tls_cipher)
+        conns = self.conns
+        conns[key] = conns.get(key, 0) + 1
+        if version != "TLSv1.3" and version != PLAINTEXT:
+            rank = TLS_RANK.get(version)
+            if rank is not None:
+                if rank < 4:
+                    self._legacy(ev, version)[0] += 1
+                for floor in self.floors.values():
+                    if rank < TLS_RANK[floor.floor]:
+                        floor.sessions += 1
 
     def _legacy(self, ev: Event, version: str) -> list[int]:
         ip = ev.client_ip or "(unknown)"
@@ -444,91 +461,68 @@ class Aggregator:
 
     # ---- transaction events ----
 
+    def _combo(self, raw: bytes) -> Combo:
+        """The decoded policies object of a transaction, cached by its raw JSON: most
+        transactions repeat one of a few hundred distinct policy objects."""
+        decoded = POLICIES_DECODER.decode(raw) or {}
+        wanted = self.opt.policies
+        items = tuple((k, d) for k, d in decoded.items() if not wanted or k in wanted)
+        pid = self._combo_ids.get(items)
+        if pid is None:
+            pid = self._combo_ids[items] = len(self._combo_items)
+            self._combo_items.append(items)
+        acting = tuple(
+            (k, d)
+            for k, d in items
+            if d.action in REFUSING and (d.mode == "monitor" or (d.mode == "enforce" and d.applied))
+        )
+        lost_by = tuple(k for k, d in acting if d.mode == "monitor")
+        rs = decoded.get("require_starttls")
+        combo = Combo(pid, acting, lost_by, rs.exempt if rs is not None else None)
+        if len(self._combos) < MAX_COMBOS:
+            self._combos[raw] = combo
+        return combo
+
     def _transaction(self, ev: Event) -> None:
-        host = self._host(ev)
-        host.transactions += 1
-        self.transactions += 1
-        outcome = ev.outcome or "unknown"
-        self.outcomes[outcome] += 1
-        if outcome == "rejected" or outcome == "tempfailed":
-            host.refused += 1
-        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
-        self.txn_tls[version] += 1
-        self.txn_cipher[(version, ev.tls_cipher or "")] += 1
         day = ev.ts[:10]
         state = 0  # authentication state, computed on first need
+        raw = bytes(ev.policies)
+        combo = self._combos.get(raw)
+        if combo is None:
+            combo = self._combo(raw)
+        key = (day, combo.pid)
+        counts = self.decisions
+        counts[key] = counts.get(key, 0) + 1
+        if combo.acting:
+            state = auth_state(ev)
+            for name, _ in combo.acting:
+                aff = self.affected.get(name)
+                if aff is None:
+                    aff = self.affected[name] = Affected()
+                aff.add(ev, state)
+            lost_by = combo.lost_by
+            if lost_by:
+                self.combined.add(ev, state)
+                if len(lost_by) == 1:
+                    self.combined_solely[lost_by[0]] += 1
+                for name in lost_by:
+                    self.combined_policies[name] += 1
+        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
+        tkey = (ev.host, day, version, ev.tls_cipher, ev.outcome, bool(combo.lost_by))
+        txns = self.txns
+        txns[tkey] = txns.get(tkey, 0) + 1
+        if version != "TLSv1.3" and version != PLAINTEXT:
+            rank = TLS_RANK.get(version)
+            if rank is not None:
+                if rank < 4:
+                    self._legacy(ev, version)[1] += 1
+                for floor in self.floors.values():
+                    if rank < TLS_RANK[floor.floor]:
+                        if not state:
+                            state = auth_state(ev)
+                        self._below_floor(floor, ev, state, combo.starttls_exempt)
 
-        policies = ev.policies or {}
-        wanted = self.opt.policies
-        lost_by: list[str] = []
-        for name, d in policies.items():
-            if wanted and name not in wanted:
-                continue
-            ps = self.policies.get(name)
-            if ps is None:
-                ps = self.policies[name] = PolicyStats(name)
-            ps.transactions += 1
-            ps.modes[d.mode] += 1
-            ps.results[d.result] += 1
-            row = ps.daily.get(day)
-            if row is None:
-                row = ps.daily[day] = [0, 0, 0]
-            row[0] += 1
-            if d.exempt is not None:
-                ps.exempt[d.exempt] += 1
-            action = d.action
-            if action == "continue":
-                continue
-            if d.mode == "monitor":
-                ps.would[action] += 1
-                if action in REFUSING:
-                    row[1] += 1
-                    lost_by.append(name)
-                else:
-                    continue
-            elif d.applied:
-                ps.applied[action] += 1
-                if action in REFUSING:
-                    row[2] += 1
-                else:
-                    continue
-            else:
-                continue
-            if not state:
-                state = auth_state(ev)
-            ps.affected.add(ev, state)
-
-        comb = self.combined
-        comb.transactions += 1
-        crow = comb.daily.get(day)
-        if crow is None:
-            crow = comb.daily[day] = [0, 0, 0]
-        crow[0] += 1
-        if outcome == "rejected" or outcome == "tempfailed":
-            crow[2] += 1
-        if lost_by:
-            crow[1] += 1
-            host.would_lose += 1
-            comb.would["lost"] += 1
-            if not state:
-                state = auth_state(ev)
-            comb.affected.add(ev, state)
-            if len(lost_by) == 1:
-                self.combined_solely[lost_by[0]] += 1
-            for name in lost_by:
-                self.combined_policies[name] += 1
-
-        rank = TLS_RANK.get(version)
-        if rank is not None and rank < 5:
-            if rank < 4:
-                self._legacy(ev, version)[1] += 1
-            for floor in self.floors.values():
-                if rank < TLS_RANK[floor.floor]:
-                    if not state:
-                        state = auth_state(ev)
-                    self._below_floor(floor, ev, state, policies)
-
-    def _below_floor(self, floor: FloorStats, ev: Event, state: int, policies: dict[str, Any]) -> None:
+    def _below_floor(self, floor: FloorStats, ev: Event, state: int, starttls_exempt: str | None) -> None:
         floor.transactions[0] += 1
         floor.transactions[state] += 1
         ip = ev.client_ip or "(unknown)"
@@ -536,9 +530,8 @@ class Aggregator:
         if ip not in floor.client_names:
             floor.client_names[ip] = ev.client_name or ""
         _bump(floor.domains, sender_domain(ev), state)
-        rs = policies.get("require_starttls")
-        if rs is not None and rs.exempt is not None:
-            floor.kept_exempt[rs.exempt] += 1
+        if starttls_exempt is not None:
+            floor.kept_exempt[starttls_exempt] += 1
         else:
             floor.lost[0] += 1
             floor.lost[state] += 1
@@ -546,33 +539,105 @@ class Aggregator:
 
     # ---- output ----
 
+    def policy_stats(self) -> dict[str, PolicyStats]:
+        out: dict[str, PolicyStats] = {}
+        for (day, pid), n in self.decisions.items():
+            for name, d in self._combo_items[pid]:
+                self._add_decision(out, name, day, d, n)
+        return out
+
+    def _add_decision(self, out: dict[str, PolicyStats], name: str, day: str, d: PolicyRec, n: int) -> None:
+        ps = out.get(name)
+        if ps is None:
+            ps = out[name] = PolicyStats(name, affected=self.affected.get(name) or Affected())
+        ps.transactions += n
+        ps.modes[d.mode] += n
+        ps.results[d.result] += n
+        if d.exempt is not None:
+            ps.exempt[d.exempt] += n
+        row = ps.daily.get(day)
+        if row is None:
+            row = ps.daily[day] = [0, 0, 0]
+        row[0] += n
+        if d.action == "continue":
+            return
+        if d.mode == "monitor":
+            ps.would[d.action] += n
+            if d.action in REFUSING:
+                row[1] += n
+        elif d.applied:
+            ps.applied[d.action] += n
+            if d.action in REFUSING:
+                row[2] += n
+
+    @property
+    def first(self) -> str:
+        return min((s[0] for s in self.spans.values()), default="")
+
+    @property
+    def last(self) -> str:
+        return max((s[1] for s in self.spans.values()), default="")
+
     def result(self) -> dict[str, Any]:
         from mailpolicy.report.suggest import suggestions, suggestions_toml
 
         top = self.opt.top
-        policies = [self.policies[k].result(top) for k in sorted(self.policies, key=_policy_order)]
-        combined = self.combined.result(top)
-        lost = self.combined.would["lost"]
+        stats = self.policy_stats()
+        policies = [stats[k].result(top) for k in sorted(stats, key=_policy_order)]
+
+        hosts: dict[str, HostStats] = {}
+        outcomes: Counter[str] = Counter()
+        comb_daily: dict[str, list[int]] = {}
+        txn_tls: Counter[str] = Counter()
+        txn_cipher: Counter[tuple[str, str]] = Counter()
+        for (host, day, version, cipher, outcome, lost), n in self.txns.items():
+            h = hosts.setdefault(host, HostStats())
+            h.events += n
+            h.transactions += n
+            outcomes[outcome or "unknown"] += n
+            refused = outcome in ("rejected", "tempfailed")
+            row = comb_daily.setdefault(day, [0, 0, 0])
+            row[0] += n
+            if lost:
+                row[1] += n
+                h.would_lose += n
+            if refused:
+                row[2] += n
+                h.refused += n
+            txn_tls[version] += n
+            txn_cipher[(version, cipher or "")] += n
+        conn_tls: Counter[str] = Counter()
+        conn_cipher: Counter[tuple[str, str]] = Counter()
+        tls_daily: dict[str, Counter[str]] = {}
+        for (host, day, version, cipher), n in self.conns.items():
+            h = hosts.setdefault(host, HostStats())
+            h.events += n
+            h.connections += n
+            conn_tls[version] += n
+            conn_cipher[(version, cipher or "")] += n
+            tls_daily.setdefault(day, Counter())[version] += n
+        for host, (first, last) in self.spans.items():
+            if host in hosts:
+                hosts[host].first, hosts[host].last = first, last
+        n_txns = sum(txn_tls.values())
+        n_conns = sum(conn_tls.values())
+
+        n_lost = self.combined.total[0]
         combined_doc = {
-            "policies": sorted((p["name"] for p in policies if p["modes"].get("monitor")), key=_policy_order),
-            "transactions": self.combined.transactions,
-            "lost": lost,
-            "lost_share": _share(lost, self.combined.transactions),
+            "policies": [p["name"] for p in policies if p["modes"].get("monitor")],
+            "transactions": n_txns,
+            "lost": n_lost,
+            "lost_share": _share(n_lost, n_txns),
             "lost_by_policy": dict(self.combined_policies.most_common()),
             "lost_only_by_policy": dict(self.combined_solely.most_common()),
-            "already_refused": self.outcomes["rejected"] + self.outcomes["tempfailed"],
-            "affected": combined["affected"],
+            "already_refused": outcomes["rejected"] + outcomes["tempfailed"],
+            "affected": self.combined.summary(top),
             "daily": [
-                {
-                    "date": r["date"],
-                    "transactions": r["transactions"],
-                    "lost": r["would_refuse"],
-                    "refused": r["refused"],
-                }
-                for r in combined["daily"]
+                {"date": d, "transactions": r[0], "lost": r[1], "refused": r[2]}
+                for d, r in sorted(comb_daily.items())
             ],
         }
-        sugg = suggestions(self.policies, top)
+        sugg = suggestions(stats, top)
         doc: dict[str, Any] = {
             "report_schema": REPORT_SCHEMA,
             "generated": canonical(datetime.now(UTC)),
@@ -618,22 +683,30 @@ class Aggregator:
                     "first": h.first,
                     "last": h.last,
                 }
-                for name, h in sorted(self.hosts.items())
+                for name, h in sorted(hosts.items())
             ],
             "totals": {
-                "connections": self.connections,
-                "transactions": self.transactions,
-                "outcomes": dict(self.outcomes.most_common()),
+                "connections": n_conns,
+                "transactions": n_txns,
+                "outcomes": dict(outcomes.most_common()),
             },
             "policies": policies,
             "combined": combined_doc,
-            "tls": self._tls_result(top),
+            "tls": self._tls_result(top, conn_tls, conn_cipher, txn_tls, txn_cipher, tls_daily),
             "suggestions": sugg,
-            "suggestions_toml": suggestions_toml(sugg, self),
+            "suggestions_toml": suggestions_toml(sugg, self, stats),
         }
         return doc
 
-    def _tls_result(self, top: int) -> dict[str, Any]:
+    def _tls_result(
+        self,
+        top: int,
+        conn_tls: Counter[str],
+        conn_cipher: Counter[tuple[str, str]],
+        txn_tls: Counter[str],
+        txn_cipher: Counter[tuple[str, str]],
+        tls_daily: dict[str, Counter[str]],
+    ) -> dict[str, Any]:
         def versions(c: Counter[str]) -> list[dict[str, Any]]:
             total = sum(c.values())
             return [
@@ -645,27 +718,26 @@ class Aggregator:
             total = sum(c.values())
             return [
                 {"version": v, "cipher": ci or None, "count": n, "share": _share(n, total)}
-                for (v, ci), n in c.most_common()
+                for (v, ci), n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
             ]
+
+        def kind(c: Counter[str], cc: Counter[tuple[str, str]]) -> dict[str, Any]:
+            total = sum(c.values())
+            return {
+                "total": total,
+                "plaintext": c[PLAINTEXT],
+                "plaintext_share": _share(c[PLAINTEXT], total),
+                "by_version": versions(c),
+                "by_cipher": ciphers(cc),
+            }
 
         legacy = sorted(self.legacy.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
         return {
-            "sessions": {
-                "total": self.connections,
-                "plaintext": self.conn_tls[PLAINTEXT],
-                "plaintext_share": _share(self.conn_tls[PLAINTEXT], self.connections),
-                "by_version": versions(self.conn_tls),
-                "by_cipher": ciphers(self.conn_cipher),
-            },
-            "transactions": {
-                "total": self.transactions,
-                "plaintext": self.txn_tls[PLAINTEXT],
-                "plaintext_share": _share(self.txn_tls[PLAINTEXT], self.transactions),
-                "by_version": versions(self.txn_tls),
-                "by_cipher": ciphers(self.txn_cipher),
-            },
+            "sessions": kind(conn_tls, conn_cipher),
+            "transactions": kind(txn_tls, txn_cipher),
             "daily_sessions": [
-                {"date": d, "versions": dict(c.most_common())} for d, c in sorted(self.tls_daily.items())
+                {"date": d, "versions": dict(sorted(c.items(), key=lambda kv: -_version_rank(kv[0])))}
+                for d, c in sorted(tls_daily.items())
             ],
             "below_tls12": {
                 "clients": len(self.legacy),

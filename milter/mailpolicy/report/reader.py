@@ -18,7 +18,7 @@ import msgspec
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class PolicyRec(msgspec.Struct):
+class PolicyRec(msgspec.Struct, frozen=True):
     mode: str = ""
     result: str = ""
     action: str = "continue"
@@ -35,8 +35,15 @@ class DmarcRec(msgspec.Struct):
     result: str = ""
 
 
+EMPTY = msgspec.Raw(b"")
+
+
 class Event(msgspec.Struct):
-    """One log line. ``event`` is None for diagnostics lines."""
+    """One log line. ``event`` is None for diagnostics lines.
+
+    ``policies``, ``dmarc`` and ``dkim`` stay raw JSON (a cheap slice of the line): the policy
+    object is decoded once per distinct value (see ``Aggregator``), the authentication objects only
+    for the few transactions whose authentication state is needed."""
 
     event: str | None = None
     schema: int | None = None
@@ -48,15 +55,18 @@ class Event(msgspec.Struct):
     starttls: bool = False
     tls_version: str | None = None
     tls_cipher: str | None = None
-    policies: dict[str, PolicyRec] | None = None
+    policies: msgspec.Raw = EMPTY
     outcome: str | None = None
     header_from_domain: str | None = None
     authenticated: bool | None = None
-    dmarc: DmarcRec | None = None
-    dkim: list[DkimRec] | None = None
+    dmarc: msgspec.Raw = EMPTY
+    dkim: msgspec.Raw = EMPTY
 
 
 DECODER = msgspec.json.Decoder(Event)
+POLICIES_DECODER = msgspec.json.Decoder(dict[str, PolicyRec] | None)
+DMARC_DECODER = msgspec.json.Decoder(DmarcRec | None)
+DKIM_DECODER = msgspec.json.Decoder(list[DkimRec] | None)
 DecodeError = msgspec.DecodeError  # base class of ValidationError too
 
 

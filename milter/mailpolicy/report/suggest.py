@@ -42,14 +42,14 @@ def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, An
     return out
 
 
-def suggestions_toml(items: list[dict[str, Any]], agg: Aggregator) -> str:
+def suggestions_toml(items: list[dict[str, Any]], agg: Aggregator, stats: dict[str, PolicyStats]) -> str:
     """The suggestions as a TOML snippet for config/mailpolicy.toml, numbers in comments."""
     if not items:
         return ""
     period = f"{(agg.first or '?')[:10]} .. {(agg.last or '?')[:10]}"
     lines = [
         "# SUGGESTED exemptions from `mailpolicy report` -- NOT applied, review before use.",
-        f"# Period {period}, {len(agg.hosts)} host(s). Each network below sent authenticated mail",
+        f"# Period {period}, {len(agg.spans)} host(s). Each network below sent authenticated mail",
         "# (DMARC pass or aligned DKIM pass) that enforcing the policy would refuse. Exempting it",
         "# keeps that mail but also lets the network's unauthenticated mail through (numbers below).",
         "# Merge with any exempt_networks you already have for the policy.",
@@ -58,7 +58,7 @@ def suggestions_toml(items: list[dict[str, Any]], agg: Aggregator) -> str:
     for item in items:
         by_policy.setdefault(item["policy"], []).append(item)
     for name, rows in by_policy.items():
-        ps = agg.policies[name]
+        ps = stats[name]
         kept = sum(r["authenticated_kept"] for r in rows)
         lines.append("")
         lines.append(f"[policies.{name}]")
