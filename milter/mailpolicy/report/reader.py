@@ -103,8 +103,10 @@ def open_source(name: str, stdin: IO[bytes] | None = None) -> Iterator[IO[bytes]
     try:
         head = buffered.peek(2)[:2]
         if head == GZIP_MAGIC:
-            with gzip.open(buffered, "rb") as gz:
-                yield io.BufferedReader(cast(Any, gz), 1 << 20)
+            # GzipFile buffers by itself; iterating it directly keeps the lines read before a
+            # truncated stream's EOFError.
+            with gzip.GzipFile(fileobj=buffered, mode="rb") as gz:
+                yield cast(IO[bytes], gz)
         else:
             yield buffered
     finally:
