@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.report_events import conn, decision, lines, txn, would_reject
 
 from mailpolicy.report import Options, build_report
 from mailpolicy.report.aggregate import Aggregator
+from support.report_events import conn, decision, lines, txn, would_reject
 
 
 def report(tmp_path: Path, events: list[dict[str, Any]] | bytes, **opts: Any) -> dict[str, Any]:
@@ -249,7 +249,8 @@ def test_malformed_diagnostics_and_unknown_schema(tmp_path: Path) -> None:
         + b"not json at all\n"
         + b"[1, 2, 3]\n"
         + b"\n   \n"
-        + b'{"ts":"2026-11-20T00:00:00.000Z","host":"mx1","level":"info","logger":"mailpolicy","msg":"ready"}\n'
+        + b'{"ts":"2026-11-20T00:00:00.000Z","host":"mx1","level":"info","logger":"mailpolicy",'
+        + b'"msg":"ready"}\n'
         + b'{"level":"error","msg":"x","policies":"not an object"}\n'  # diagnostics, odd field
         + lines([txn(schema=2), conn(schema=2), txn(schema=3)])
         + json.dumps({**txn(), "policies": {"spf": "oops"}}).encode()

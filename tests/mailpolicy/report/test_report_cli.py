@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.report_events import conn, decision, lines, txn, would_reject
 
 from mailpolicy import cli, report
+from support.report_events import conn, decision, lines, txn, would_reject
 
 TOP_LEVEL = {
     "report_schema",

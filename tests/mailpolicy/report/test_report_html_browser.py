@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 
 from PIL import Image
-from support.report_events import generate, lines, txn, would_reject
 
 from mailpolicy.report import build_report
 from mailpolicy.report.render_html import VERSION_COLOURS, render
+from support.report_events import generate, lines, txn, would_reject
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "artifacts"
