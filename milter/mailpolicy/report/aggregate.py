@@ -35,8 +35,11 @@ REFUSING = ("reject", "tempfail")
 TLS_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
 FLOORS = ("TLSv1.2", "TLSv1.3")
 PLAINTEXT = "plaintext"
+LEGACY = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK["TLSv1.2"])
+BELOW_TOP = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK[FLOORS[-1]])
 MAX_EXAMPLES = 5
 MAX_NAMES = 5
+UNKNOWN_CLIENT = "(unknown)"
 COMBINED = "combined"
 
 
@@ -129,12 +132,12 @@ def auth_state(ev: Event) -> int:
     return UNAUTH
 
 
-def _bump(table: dict[str, list[int]], key: str, state: int) -> None:
+def _bump(table: dict[str, list[int]], key: str, state: int, n: int = 1) -> None:
     row = table.get(key)
     if row is None:
         row = table[key] = [0, 0, 0, 0]
-    row[0] += 1
-    row[state] += 1
+    row[0] += n
+    row[state] += n
 
 
 def _split(row: list[int]) -> dict[str, int]:
@@ -150,43 +153,53 @@ def _top(table: dict[str, list[int]], n: int) -> list[tuple[str, list[int]]]:
 
 
 @dataclass
+class Tables:
+    total: list[int]
+    domains: dict[str, list[int]]
+    clients: dict[str, list[int]]
+    networks: dict[str, list[int]]
+    network_names: dict[str, list[str]]
+
+
 class Affected:
-    """Transactions a policy refuses or would refuse, by sender, client and network."""
+    """Transactions a policy refuses or would refuse, counted by (client IP, sender domain,
+    authentication state); the per-sender, per-client and per-network tables are derived at the
+    end (:meth:`tables`), which keeps the per-transaction work to one dict increment."""
 
-    total: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    domains: dict[str, list[int]] = field(default_factory=dict)
-    clients: dict[str, list[int]] = field(default_factory=dict)
-    networks: dict[str, list[int]] = field(default_factory=dict)
-    client_names: dict[str, str] = field(default_factory=dict)
-    network_names: dict[str, list[str]] = field(default_factory=dict)
+    def __init__(self, names: dict[str, str]):
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.names = names  # client IP -> client name, shared by the whole aggregator
+        self._tables: Tables | None = None
 
-    def add(self, ev: Event, state: int) -> None:
-        t = self.total
-        t[0] += 1
-        t[state] += 1
-        _bump(self.domains, sender_domain(ev), state)
-        ip = ev.client_ip or "(unknown)"
-        _bump(self.clients, ip, state)
-        if ip not in self.client_names:
-            self.client_names[ip] = ev.client_name or ""
-        if ev.client_ip:
-            net = client_network(ev.client_ip)
-            _bump(self.networks, net, state)
-            names = self.network_names.setdefault(net, [])
-            name = ev.client_name or ev.client_ip
-            if len(names) < MAX_NAMES and name not in names:
-                names.append(name)
+    def tables(self) -> Tables:
+        if self._tables is None:
+            t = Tables([0, 0, 0, 0], {}, {}, {}, {})
+            for (ip, domain, state), n in self.counts.items():
+                t.total[0] += n
+                t.total[state] += n
+                _bump(t.domains, domain, state, n)
+                _bump(t.clients, ip, state, n)
+                if ip != UNKNOWN_CLIENT:
+                    net = client_network(ip)
+                    _bump(t.networks, net, state, n)
+                    names = t.network_names.setdefault(net, [])
+                    name = self.names.get(ip) or ip
+                    if len(names) < MAX_NAMES and name not in names:
+                        names.append(name)
+            self._tables = t
+        return self._tables
 
     def summary(self, top: int) -> dict[str, Any]:
+        t = self.tables()
         return {
-            **_split(self.total),
-            "clients": len(self.clients),
-            "networks": len(self.networks),
-            "sender_domains": len(self.domains),
-            "top_sender_domains": [{"domain": k, **_split(v)} for k, v in _top(self.domains, top)],
+            **_split(t.total),
+            "clients": len(t.clients),
+            "networks": len(t.networks),
+            "sender_domains": len(t.domains),
+            "top_sender_domains": [{"domain": k, **_split(v)} for k, v in _top(t.domains, top)],
             "top_clients": [
-                {"ip": k, "name": self.client_names.get(k, ""), "network": client_network(k), **_split(v)}
-                for k, v in _top(self.clients, top)
+                {"ip": k, "name": self.names.get(k, ""), "network": client_network(k), **_split(v)}
+                for k, v in _top(t.clients, top)
             ],
         }
 
@@ -200,7 +213,7 @@ class PolicyStats:
     exempt: Counter[str] = field(default_factory=Counter)
     would: Counter[str] = field(default_factory=Counter)  # monitor mode: action -> count
     applied: Counter[str] = field(default_factory=Counter)  # enforce mode, applied: action -> count
-    affected: Affected = field(default_factory=Affected)
+    affected: Affected = field(default_factory=lambda: Affected({}))
     # day -> [transactions, would refuse, refused]
     daily: dict[str, list[int]] = field(default_factory=dict)
 
@@ -240,14 +253,25 @@ class FloorStats:
     floor: str
     sessions: int = 0
     clients: dict[str, list[int]] = field(default_factory=dict)  # ip -> [txns, auth, unauth, unknown]
-    client_names: dict[str, str] = field(default_factory=dict)
     domains: dict[str, list[int]] = field(default_factory=dict)
     transactions: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     lost: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     lost_clients: dict[str, list[int]] = field(default_factory=dict)
     kept_exempt: Counter[str] = field(default_factory=Counter)
 
-    def result(self, top: int) -> dict[str, Any]:
+    def add(self, ip: str, domain: str, state: int, exempt: str | None, n: int) -> None:
+        self.transactions[0] += n
+        self.transactions[state] += n
+        _bump(self.clients, ip, state, n)
+        _bump(self.domains, domain, state, n)
+        if exempt is not None:
+            self.kept_exempt[exempt] += n
+        else:
+            self.lost[0] += n
+            self.lost[state] += n
+            _bump(self.lost_clients, ip, state, n)
+
+    def result(self, top: int, names: dict[str, str]) -> dict[str, Any]:
         return {
             "floor": self.floor,
             "sessions": self.sessions,
@@ -255,8 +279,7 @@ class FloorStats:
             "clients": len(self.clients),
             "sender_domains": len(self.domains),
             "top_clients": [
-                {"ip": k, "name": self.client_names.get(k, ""), **_split(v)}
-                for k, v in _top(self.clients, top)
+                {"ip": k, "name": names.get(k, ""), **_split(v)} for k, v in _top(self.clients, top)
             ],
             "top_sender_domains": [{"domain": k, **_split(v)} for k, v in _top(self.domains, top)],
             "with_require_starttls": {
@@ -274,7 +297,7 @@ MAX_COMBOS = 100_000
 @dataclass(frozen=True, slots=True)
 class Combo:
     pid: int
-    acting: tuple[tuple[str, PolicyRec], ...]  # decisions that refuse or would refuse
+    acting: tuple[str, ...]  # policies that refuse or would refuse
     lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
     starttls_exempt: str | None
 
@@ -336,15 +359,16 @@ class Aggregator:
         self.txns: dict[tuple[str, str, str, str | None, str | None, bool], int] = {}
         # (host, day, tls version, cipher) -> connections
         self.conns: dict[tuple[str, str, str, str | None], int] = {}
+        self.names: dict[str, str] = {}  # client IP -> first client name seen, for affected clients
         self.affected: dict[str, Affected] = {}
-        self.combined = Affected()
+        self.combined = Affected(self.names)
         self.combined_solely: Counter[str] = Counter()
         self.combined_policies: Counter[str] = Counter()
-        # ip -> [sessions, transactions] below TLS 1.2; names and versions on the side
-        self.legacy: dict[str, list[int]] = {}
-        self.legacy_names: dict[str, str] = {}
-        self.legacy_versions: dict[str, set[str]] = {}
-        self.floors = {f: FloorStats(f) for f in FLOORS}
+        # (ip, version) -> sessions below TLS 1.2
+        self.legacy_sessions: dict[tuple[str, str], int] = {}
+        # (version, ip, sender domain, auth state, require_starttls exemption) -> transactions
+        # below the highest simulated floor
+        self.below: dict[tuple[str, str, str, int, str | None], int] = {}
 
     # ---- input ----
 
@@ -440,24 +464,12 @@ class Aggregator:
         key = (ev.host, ev.ts[:10], version, ev.tls_cipher)
         conns = self.conns
         conns[key] = conns.get(key, 0) + 1
-        if version != "TLSv1.3" and version != PLAINTEXT:
-            rank = TLS_RANK.get(version)
-            if rank is not None:
-                if rank < 4:
-                    self._legacy(ev, version)[0] += 1
-                for floor in self.floors.values():
-                    if rank < TLS_RANK[floor.floor]:
-                        floor.sessions += 1
-
-    def _legacy(self, ev: Event, version: str) -> list[int]:
-        ip = ev.client_ip or "(unknown)"
-        row = self.legacy.get(ip)
-        if row is None:
-            row = self.legacy[ip] = [0, 0]
-            self.legacy_names[ip] = ev.client_name or ""
-            self.legacy_versions[ip] = set()
-        self.legacy_versions[ip].add(version)
-        return row
+        if version in LEGACY:
+            ip = ev.client_ip or UNKNOWN_CLIENT
+            if ip not in self.names:
+                self.names[ip] = ev.client_name or ""
+            lkey = (ip, version)
+            self.legacy_sessions[lkey] = self.legacy_sessions.get(lkey, 0) + 1
 
     # ---- transaction events ----
 
@@ -478,14 +490,13 @@ class Aggregator:
         )
         lost_by = tuple(k for k, d in acting if d.mode == "monitor")
         rs = decoded.get("require_starttls")
-        combo = Combo(pid, acting, lost_by, rs.exempt if rs is not None else None)
+        combo = Combo(pid, tuple(k for k, _ in acting), lost_by, rs.exempt if rs is not None else None)
         if len(self._combos) < MAX_COMBOS:
             self._combos[raw] = combo
         return combo
 
     def _transaction(self, ev: Event) -> None:
         day = ev.ts[:10]
-        state = 0  # authentication state, computed on first need
         raw = bytes(ev.policies)
         combo = self._combos.get(raw)
         if combo is None:
@@ -493,49 +504,33 @@ class Aggregator:
         key = (day, combo.pid)
         counts = self.decisions
         counts[key] = counts.get(key, 0) + 1
-        if combo.acting:
-            state = auth_state(ev)
-            for name, _ in combo.acting:
+        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
+        lost_by = combo.lost_by
+        tkey = (ev.host, day, version, ev.tls_cipher, ev.outcome, bool(lost_by))
+        txns = self.txns
+        txns[tkey] = txns.get(tkey, 0) + 1
+        below = version in BELOW_TOP
+        if combo.acting or below:
+            # Rare path: who is affected. One key per (client, sender domain, auth state).
+            ip = ev.client_ip or UNKNOWN_CLIENT
+            if ip not in self.names:
+                self.names[ip] = ev.client_name or ""
+            who = (ip, sender_domain(ev), auth_state(ev))
+            for name in combo.acting:
                 aff = self.affected.get(name)
                 if aff is None:
-                    aff = self.affected[name] = Affected()
-                aff.add(ev, state)
-            lost_by = combo.lost_by
+                    aff = self.affected[name] = Affected(self.names)
+                aff.counts[who] = aff.counts.get(who, 0) + 1
             if lost_by:
-                self.combined.add(ev, state)
+                comb = self.combined.counts
+                comb[who] = comb.get(who, 0) + 1
                 if len(lost_by) == 1:
                     self.combined_solely[lost_by[0]] += 1
                 for name in lost_by:
                     self.combined_policies[name] += 1
-        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
-        tkey = (ev.host, day, version, ev.tls_cipher, ev.outcome, bool(combo.lost_by))
-        txns = self.txns
-        txns[tkey] = txns.get(tkey, 0) + 1
-        if version != "TLSv1.3" and version != PLAINTEXT:
-            rank = TLS_RANK.get(version)
-            if rank is not None:
-                if rank < 4:
-                    self._legacy(ev, version)[1] += 1
-                for floor in self.floors.values():
-                    if rank < TLS_RANK[floor.floor]:
-                        if not state:
-                            state = auth_state(ev)
-                        self._below_floor(floor, ev, state, combo.starttls_exempt)
-
-    def _below_floor(self, floor: FloorStats, ev: Event, state: int, starttls_exempt: str | None) -> None:
-        floor.transactions[0] += 1
-        floor.transactions[state] += 1
-        ip = ev.client_ip or "(unknown)"
-        _bump(floor.clients, ip, state)
-        if ip not in floor.client_names:
-            floor.client_names[ip] = ev.client_name or ""
-        _bump(floor.domains, sender_domain(ev), state)
-        if starttls_exempt is not None:
-            floor.kept_exempt[starttls_exempt] += 1
-        else:
-            floor.lost[0] += 1
-            floor.lost[state] += 1
-            _bump(floor.lost_clients, ip, state)
+            if below:
+                bkey = (version, *who, combo.starttls_exempt)
+                self.below[bkey] = self.below.get(bkey, 0) + 1
 
     # ---- output ----
 
@@ -549,7 +544,7 @@ class Aggregator:
     def _add_decision(self, out: dict[str, PolicyStats], name: str, day: str, d: PolicyRec, n: int) -> None:
         ps = out.get(name)
         if ps is None:
-            ps = out[name] = PolicyStats(name, affected=self.affected.get(name) or Affected())
+            ps = out[name] = PolicyStats(name, affected=self.affected.get(name) or Affected(self.names))
         ps.transactions += n
         ps.modes[d.mode] += n
         ps.results[d.result] += n
@@ -622,7 +617,7 @@ class Aggregator:
         n_txns = sum(txn_tls.values())
         n_conns = sum(conn_tls.values())
 
-        n_lost = self.combined.total[0]
+        n_lost = self.combined.tables().total[0]
         combined_doc = {
             "policies": [p["name"] for p in policies if p["modes"].get("monitor")],
             "transactions": n_txns,
@@ -731,7 +726,24 @@ class Aggregator:
                 "by_cipher": ciphers(cc),
             }
 
-        legacy = sorted(self.legacy.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
+        floors = {f: FloorStats(f) for f in FLOORS}
+        for f in floors.values():
+            f.sessions = sum(n for v, n in conn_tls.items() if TLS_RANK.get(v, 99) < TLS_RANK[f.floor])
+        # ip -> [sessions, transactions] below TLS 1.2, and the versions seen
+        legacy: dict[str, list[int]] = {}
+        legacy_versions: dict[str, set[str]] = {}
+        for (ip, version), n in self.legacy_sessions.items():
+            legacy.setdefault(ip, [0, 0])[0] += n
+            legacy_versions.setdefault(ip, set()).add(version)
+        for (version, ip, domain, state, exempt), n in self.below.items():
+            rank = TLS_RANK[version]
+            for f in floors.values():
+                if rank < TLS_RANK[f.floor]:
+                    f.add(ip, domain, state, exempt, n)
+            if version in LEGACY:
+                legacy.setdefault(ip, [0, 0])[1] += n
+                legacy_versions.setdefault(ip, set()).add(version)
+        ranked = sorted(legacy.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
         return {
             "sessions": kind(conn_tls, conn_cipher),
             "transactions": kind(txn_tls, txn_cipher),
@@ -740,21 +752,21 @@ class Aggregator:
                 for d, c in sorted(tls_daily.items())
             ],
             "below_tls12": {
-                "clients": len(self.legacy),
-                "sessions": sum(r[0] for r in self.legacy.values()),
-                "transactions": sum(r[1] for r in self.legacy.values()),
+                "clients": len(legacy),
+                "sessions": sum(r[0] for r in legacy.values()),
+                "transactions": sum(r[1] for r in legacy.values()),
                 "top_clients": [
                     {
                         "ip": ip,
-                        "name": self.legacy_names.get(ip, ""),
-                        "versions": sorted(self.legacy_versions.get(ip, ())),
+                        "name": self.names.get(ip, ""),
+                        "versions": sorted(legacy_versions[ip]),
                         "sessions": r[0],
                         "transactions": r[1],
                     }
-                    for ip, r in legacy[:top]
+                    for ip, r in ranked[:top]
                 ],
             },
-            "floor_simulation": [self.floors[f].result(top) for f in FLOORS],
+            "floor_simulation": [floors[f].result(top, self.names) for f in FLOORS],
         }
 
 

@@ -35,7 +35,7 @@ h2{font-size:18px;margin:0 0 10px}
 h3{font-size:15px;margin:16px 0 6px}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
 th,td{padding:4px 10px;border-bottom:1px solid #e9ecef;text-align:right;white-space:nowrap}
-th{background:#f1f3f5;font-weight:600}
+th{background:#f1f3f5;font-weight:600;white-space:normal}
 td:first-child,th:first-child{text-align:left}
 .kpis{display:flex;flex-wrap:wrap;gap:12px}
 .kpi{border:1px solid #dee2e6;border-radius:8px;padding:10px 14px;min-width:140px;background:#fbfcfd}

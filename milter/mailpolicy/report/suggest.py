@@ -16,7 +16,7 @@ exempting a network also lets its unauthenticated mail through."""
 def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name in sorted(policies):
-        aff = policies[name].affected
+        aff = policies[name].affected.tables()
         total_auth = aff.total[1]
         if not total_auth:
             continue
@@ -63,7 +63,8 @@ def suggestions_toml(items: list[dict[str, Any]], agg: Aggregator, stats: dict[s
         lines.append("")
         lines.append(f"[policies.{name}]")
         lines.append(
-            f"# keeps {kept} of {ps.affected.total[1]} authenticated transactions this policy refuses"
+            f"# keeps {kept} of {ps.affected.tables().total[1]} authenticated transactions this policy"
+            " refuses"
             f" or would refuse; lets {sum(r['unauthenticated_let_through'] for r in rows)}"
             " unauthenticated through"
         )

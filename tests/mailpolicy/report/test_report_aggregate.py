@@ -234,6 +234,7 @@ def test_suggestions(tmp_path: Path) -> None:
     for n in nets:
         ipaddress.ip_network(n)  # valid for config validation
     assert "keeps 5 of 6 authenticated" in snippet
+    assert "lets 1 unauthenticated through" in snippet
     # nothing authenticated refused: no suggestion
     doc = report(tmp_path, [txn(tls=None, policies=rej, authenticated=False)])
     assert doc["suggestions"] == [] and doc["suggestions_toml"] == ""
@@ -364,7 +365,7 @@ def test_memory_is_bounded_by_keys_not_events(tmp_path: Path) -> None:
             len(agg.txns),
             len(agg.conns),
             len(agg._combos),
-            sum(len(a.clients) for a in agg.affected.values()),
+            sum(len(a.counts) for a in agg.affected.values()) + len(agg.below),
         )
 
     small, large = state(20_000), state(60_000)
