@@ -386,6 +386,7 @@ class Aggregator:
         decode = DECODER.decode
         since, until = self.opt.since, self.opt.until
         hosts = self.opt.hosts
+        filtering = bool(since or until or hosts)
         on_txn, on_conn = self._transaction, self._connection
         spans = self.spans
         n = src.lines
@@ -424,7 +425,9 @@ class Aggregator:
                         self._malformed(src, n, f"bad 'ts': {ts!r}")
                         continue
                     ev.ts = ts = fixed
-                if (since and ts < since) or (until and ts > until) or (hosts and ev.host not in hosts):
+                if filtering and (
+                    (since and ts < since) or (until and ts > until) or (hosts and ev.host not in hosts)
+                ):
                     self.filtered_out += 1
                     continue
                 if kind_ == "transaction":
