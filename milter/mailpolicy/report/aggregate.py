@@ -397,17 +397,10 @@ class Aggregator:
                 try:
                     ev = decode(line)
                 except DecodeError as exc:
-                    if not line.strip():
-                        self.blank += 1
+                    salvaged = self._undecodable(src, n, line, exc)
+                    if salvaged is None:
                         continue
-                    kind, schema = classify_undecodable(line)
-                    if kind == "non_event":
-                        self.non_event += 1
-                    elif kind == "schema":
-                        self.unsupported_schema[schema or 0] += 1
-                    else:
-                        self._malformed(src, n, str(exc))
-                    continue
+                    ev = salvaged
                 kind_ = ev.event
                 if kind_ is None:
                     self.non_event += 1
@@ -453,6 +446,28 @@ class Aggregator:
             src.lines = n
             src.events += events
             self.lines += n
+
+    def _undecodable(self, src: SourceStats, lineno: int, line: bytes, exc: Exception) -> Event | None:
+        """Slow path for a line the typed decoder refused: a syslog or journal prefix before the
+        JSON object (``journalctl`` without ``-o cat``, /var/log/mail.log) is stripped; otherwise
+        the line is counted as blank, diagnostics, unsupported schema or malformed."""
+        if not line.strip():
+            self.blank += 1
+            return None
+        start = line.find(b"{")
+        if start > 0:
+            try:
+                return DECODER.decode(line[start:])
+            except DecodeError:
+                line = line[start:]
+        kind, schema = classify_undecodable(line)
+        if kind == "non_event":
+            self.non_event += 1
+        elif kind == "schema":
+            self.unsupported_schema[schema or 0] += 1
+        else:
+            self._malformed(src, lineno, str(exc))
+        return None
 
     def _malformed(self, src: SourceStats, lineno: int, error: str) -> None:
         self.malformed += 1

@@ -62,6 +62,8 @@ def render(doc: dict[str, Any]) -> str:
         f" lines, {inp['malformed_lines']} malformed, {inp['blank_lines']} blank,"
         f" {inp['filtered_out']} events filtered out"
     )
+    if not inp["events"]:
+        w("  NO EVENTS read: is this mailpolicy's JSON event log? (journalctl -u mailpolicy -o cat)")
     for s in inp["sources"]:
         err = f"  ERROR: {s['error']}" if s["error"] else ""
         w(f"  {s['name']}: {s['lines']} lines, {s['events']} events, {s['malformed']} malformed{err}")

@@ -373,3 +373,17 @@ def test_memory_is_bounded_by_keys_not_events(tmp_path: Path) -> None:
     # clients), far less than the events
     assert all(lg <= sm * 1.5 for sm, lg in zip(small[:3], large[:3], strict=True)), (small, large)
     assert large[3] <= 2000 and large[4] <= 5000
+
+
+def test_syslog_and_journal_prefixes_are_stripped(tmp_path: Path) -> None:
+    line = json.dumps(txn(policies={"spf": would_reject()}))
+    data = (
+        f"Nov 20 00:00:00 mx1 mailpolicy[321]: {line}\n"
+        f"2026-11-20T00:00:00+0000 mx1 mailpolicy[321]: {line}\n"
+        "Nov 20 00:00:01 mx1 mailpolicy[321]: {truncated\n"
+        "Nov 20 00:00:02 mx1 systemd[1]: Started mailpolicy.service\n"
+    ).encode()
+    doc = report(tmp_path, data)
+    assert doc["input"]["events"] == 2
+    assert doc["input"]["malformed_lines"] == 2
+    assert policy(doc, "spf")["would_reject"] == 2
