@@ -290,8 +290,8 @@ class FloorStats:
         }
 
 
-MAX_COMBOS = 100_000
-"""Distinct raw policy objects cached (bounded memory; past it they are decoded each time)."""
+MAX_COMBOS = 50_000
+"""Distinct raw policy objects cached (bounded memory: the cache is emptied when full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +353,7 @@ class Aggregator:
         # (day, policy combination id) -> transactions; see _combo
         self.decisions: dict[tuple[str, int], int] = {}
         self._combos: dict[bytes, Combo] = {}
+        self._by_decisions: dict[tuple[tuple[str, PolicyRec], ...], Combo] = {}
         self._combo_ids: dict[tuple[tuple[str, PolicyRec], ...], int] = {}
         self._combo_items: list[tuple[tuple[str, PolicyRec], ...]] = []
         # (host, day, tls version, cipher, outcome, lost in the combined scenario) -> transactions
@@ -492,9 +493,24 @@ class Aggregator:
     # ---- transaction events ----
 
     def _combo(self, raw: bytes) -> Combo:
-        """The decoded policies object of a transaction, cached by its raw JSON: most
-        transactions repeat one of a few hundred distinct policy objects."""
+        """The decoded policies object of a transaction, cached by its raw JSON (most
+        transactions repeat one of a few hundred distinct policy objects) and, when the raw JSON
+        is new (e.g. per-message ``details``), by the decoded decisions."""
         decoded = POLICIES_DECODER.decode(raw) or {}
+        key = tuple(decoded.items())
+        combo = self._by_decisions.get(key)
+        if combo is None:
+            combo = self._make_combo(decoded)
+            if len(self._by_decisions) < MAX_COMBOS:
+                self._by_decisions[key] = combo
+        if len(self._combos) >= MAX_COMBOS:
+            # Raw objects with per-message details can all differ: start the cache afresh so that
+            # memory stays bounded and the frequent objects come back.
+            self._combos.clear()
+        self._combos[raw] = combo
+        return combo
+
+    def _make_combo(self, decoded: dict[str, PolicyRec]) -> Combo:
         wanted = self.opt.policies
         items = tuple((k, d) for k, d in decoded.items() if not wanted or k in wanted)
         pid = self._combo_ids.get(items)
@@ -508,10 +524,7 @@ class Aggregator:
         )
         lost_by = tuple(k for k, d in acting if d.mode == "monitor")
         rs = decoded.get("require_starttls")
-        combo = Combo(pid, tuple(k for k, _ in acting), lost_by, rs.exempt if rs is not None else None)
-        if len(self._combos) < MAX_COMBOS:
-            self._combos[raw] = combo
-        return combo
+        return Combo(pid, tuple(k for k, _ in acting), lost_by, rs.exempt if rs is not None else None)
 
     def _transaction(self, ev: Event) -> None:
         day = ev.ts[:10]

@@ -387,3 +387,25 @@ def test_syslog_and_journal_prefixes_are_stripped(tmp_path: Path) -> None:
     assert doc["input"]["events"] == 2
     assert doc["input"]["malformed_lines"] == 2
     assert policy(doc, "spf")["would_reject"] == 2
+
+
+def test_policy_cache_with_per_message_details(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policy objects that all differ (per-message details) give the same answer as repeated ones,
+    also when the bounded cache has to be emptied."""
+    import mailpolicy.report.aggregate as aggregate
+
+    monkeypatch.setattr(aggregate, "MAX_COMBOS", 3)
+    plain, detailed = [], []
+    for i in range(40):
+        pol = {
+            "spf": would_reject() if i % 4 == 0 else decision("monitor", "pass"),
+            "require_starttls": decision("monitor", "pass"),
+        }
+        plain.append(txn(seconds=i, policies=pol, authenticated=i % 8 == 0))
+        pol = {k: {**v, "details": {"n": i}} for k, v in pol.items()}
+        detailed.append(txn(seconds=i, policies=pol, authenticated=i % 8 == 0))
+    a, b = report(tmp_path, plain), report(tmp_path, detailed)
+    for doc in (a, b):
+        spf = policy(doc, "spf")
+        assert (spf["transactions"], spf["would_reject"], spf["affected"]["authenticated"]) == (40, 10, 5)
+    assert a["policies"] == b["policies"] and a["combined"] == b["combined"]
