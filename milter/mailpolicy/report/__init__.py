@@ -19,7 +19,22 @@ from mailpolicy.report.aggregate import REPORT_SCHEMA, Options, build_report, pa
 __all__ = ["REPORT_SCHEMA", "Options", "add_arguments", "build_report", "main", "run"]
 
 
+DESCRIPTION = """If I enforced these policies, which mail would I lose? Reads the milter's JSON event
+lines (plain or gzip files, several hosts at once, or standard input) and reports, per policy and
+for all monitor-mode policies enforced at once, the transactions that would be refused, who sends
+them and whether they are authenticated; TLS use and a TLS floor simulation; suggested exemptions."""
+
+EPILOG = """examples:
+  journalctl -u mailpolicy -o cat --since yesterday | mailpolicy report -
+  mailpolicy report /var/log/mailpolicy/events.log* --since 2026-11-01
+  mailpolicy report --format html -o report.html mx1.log.gz mx2.log.gz
+  mailpolicy report --format json --policy spf events.log | jq .combined"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = DESCRIPTION
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument(
         "files",
         nargs="*",
@@ -39,7 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--host", action="append", default=[], metavar="NAME", help="only events from this host (repeatable)"
     )
     p.add_argument("--top", type=int, default=10, metavar="N", help="rows in each top list (default 10)")
-    p.add_argument("--format", choices=("text", "json", "html"), default="text")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "html"),
+        default="text",
+        help="terminal report (default), JSON document (report_schema 1) or HTML page",
+    )
     p.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of standard output")
 
 
@@ -93,6 +113,6 @@ def render(doc: dict[str, Any], fmt: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mailpolicy report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="mailpolicy report")
     add_arguments(parser)
     return run(parser.parse_args(argv), stdin)
