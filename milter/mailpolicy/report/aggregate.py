@@ -97,7 +97,7 @@ def client_network(ip: str) -> str:
             addr = addr.ipv4_mapped
         prefix = 24 if addr.version == 4 else 48
         net = str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
-    if len(_NET_CACHE) < 1_000_000:
+    if len(_NET_CACHE) < 100_000:
         _NET_CACHE[ip] = net
     return net
 

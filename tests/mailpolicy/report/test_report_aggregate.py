@@ -254,6 +254,7 @@ def test_malformed_diagnostics_and_unknown_schema(tmp_path: Path) -> None:
         + b'"msg":"ready"}\n'
         + b'{"level":"error","msg":"x","policies":"not an object"}\n'  # diagnostics, odd field
         + lines([txn(schema=2), conn(schema=2), txn(schema=3)])
+        + lines([{**txn(schema=2), "starttls": "yes", "ts": 1700000000}])  # newer types: still schema 2
         + json.dumps({**txn(), "policies": {"spf": "oops"}}).encode()
         + b"\n"  # wrong shape
         + json.dumps({k: v for k, v in txn().items() if k != "schema"}).encode()
@@ -269,9 +270,9 @@ def test_malformed_diagnostics_and_unknown_schema(tmp_path: Path) -> None:
     assert inp["malformed_lines"] == 7
     assert inp["non_event_lines"] == 2
     assert inp["blank_lines"] == 2
-    assert inp["unsupported_schema"] == {"2": 2, "3": 1}
+    assert inp["unsupported_schema"] == {"2": 3, "3": 1}
     assert inp["unknown_event_types"] == {"dns_query": 1}
-    assert inp["lines"] == 17
+    assert inp["lines"] == 18
     assert len(inp["malformed_examples"]) == 5
     assert inp["malformed_examples"][0]["line"] == 3
     assert policy(doc, "spf")["would_reject"] == 1
