@@ -66,8 +66,9 @@ def write_log(path: Path, n: int, seed: int) -> float:
 
 def run(path: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "milter")}
-    res = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True,
-                         env=env, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, env=env, check=True
+    )
     out: dict[str, float] = json.loads(res.stdout)
     return out
 
@@ -90,19 +91,28 @@ def main() -> int:
             rows.append((n, size, gen, best))
             print(f"{n:>9} events  {size / 1e6:7.1f} MB  (generated in {gen:.1f}s)", flush=True)
             for r in results:
-                print(f"    run: {r['events'] / r['cpu']:>9,.0f} events/s (cpu {r['cpu']:.2f}s, wall "
-                      f"{r['wall']:.2f}s), peak RSS {r['rss_kib'] / 1024:.1f} MiB", flush=True)
+                print(
+                    f"    run: {r['events'] / r['cpu']:>9,.0f} events/s (cpu {r['cpu']:.2f}s, wall "
+                    f"{r['wall']:.2f}s), peak RSS {r['rss_kib'] / 1024:.1f} MiB",
+                    flush=True,
+                )
         print()
-        print(f"{'events':>9}  {'MB':>7}  {'events/s (1 core)':>18}  {'cpu s':>6}  {'peak RSS MiB':>12}  "
-              f"{'RSS after import':>16}")
+        print(
+            f"{'events':>9}  {'MB':>7}  {'events/s (1 core)':>18}  {'cpu s':>6}  {'peak RSS MiB':>12}  "
+            f"{'RSS after import':>16}"
+        )
         for n, size, _, r in rows:
-            print(f"{n:>9}  {size / 1e6:7.1f}  {r['events'] / r['cpu']:>18,.0f}  {r['cpu']:6.2f}  "
-                  f"{r['rss_kib'] / 1024:12.1f}  {r['rss_after_import_kib'] / 1024:16.1f}")
+            print(
+                f"{n:>9}  {size / 1e6:7.1f}  {r['events'] / r['cpu']:>18,.0f}  {r['cpu']:6.2f}  "
+                f"{r['rss_kib'] / 1024:12.1f}  {r['rss_after_import_kib'] / 1024:16.1f}"
+            )
         big = rows[-1][3]
         rate = big["events"] / big["cpu"]
-        print(f"\ntarget >= 200,000 events/s on one core: {'MET' if rate >= 200_000 else 'NOT MET'} "
-              f"({rate:,.0f}); RSS {rows[0][3]['rss_kib'] / 1024:.1f} MiB at {rows[0][0]:,} events vs "
-              f"{big['rss_kib'] / 1024:.1f} MiB at {rows[-1][0]:,} events")
+        print(
+            f"\ntarget >= 200,000 events/s on one core: {'MET' if rate >= 200_000 else 'NOT MET'} "
+            f"({rate:,.0f}); RSS {rows[0][3]['rss_kib'] / 1024:.1f} MiB at {rows[0][0]:,} events vs "
+            f"{big['rss_kib'] / 1024:.1f} MiB at {rows[-1][0]:,} events"
+        )
     return 0
 
 

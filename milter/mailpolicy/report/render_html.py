@@ -437,6 +437,13 @@ def render(doc: dict[str, Any]) -> str:
             w(senders_chart(a["top_sender_domains"], "domain", f"chart-policy-{e(p['name'])}"))
             w(_auth_table(a["top_sender_domains"], "domain"))
             w(_auth_table(a["top_clients"], "client"))
+        if p["daily"]:
+            w(
+                table(
+                    ["date", "transactions", "would refuse", "refused"],
+                    [[d["date"], d["transactions"], d["would_refuse"], d["refused"]] for d in p["daily"]],
+                )
+            )
         w("</section>")
     # Suggestions
     w('<section id="suggestions"><h2>Suggested exemptions</h2>')
