@@ -178,18 +178,33 @@ def line_chart(
 
 
 def policy_chart(doc: dict[str, Any], chart_id: str = "chart-policies") -> str:
-    """Transactions each policy refuses or would refuse per day, and the combined loss."""
+    """Transactions each monitor-mode policy would refuse per day, and the combined loss."""
     dates = [d["date"] for d in doc["combined"]["daily"]]
     series: list[tuple[str, list[float], str, bool]] = []
     for i, p in enumerate(doc["policies"]):
-        by_day = {d["date"]: d["would_refuse"] + d["refused"] for d in p["daily"]}
+        by_day = {d["date"]: d["would_refuse"] for d in p["daily"]}
         values: list[float] = [by_day.get(day, 0) for day in dates]
         if any(values):
-            kind = "would refuse" if p["would_refuse"] >= p["refused"] else "refused, enforce mode"
-            series.append((f"{p['name']} ({kind})", values, SERIES[i % len(SERIES)], False))
+            series.append((p["name"], values, SERIES[i % len(SERIES)], False))
     lost: list[float] = [d["lost"] for d in doc["combined"]["daily"]]
-    series.append(("all monitor policies enforced at once (lost)", lost, "#212529", True))
-    return line_chart(dates, series, chart_id, "Refused or would-be refused transactions per policy per day")
+    series.append(
+        ("all monitor-mode policies enforced at once (each transaction once)", lost, "#212529", True)
+    )
+    return line_chart(dates, series, chart_id, "Would-be refused transactions per policy per day")
+
+
+def enforced_chart(doc: dict[str, Any], chart_id: str = "chart-enforced") -> str:
+    """Transactions refused per day by policies already in enforce mode."""
+    dates = [d["date"] for d in doc["combined"]["daily"]]
+    series: list[tuple[str, list[float], str, bool]] = []
+    for i, p in enumerate(doc["policies"]):
+        by_day = {d["date"]: d["refused"] for d in p["daily"]}
+        values: list[float] = [by_day.get(day, 0) for day in dates]
+        if any(values):
+            series.append((p["name"], values, SERIES[i % len(SERIES)], False))
+    if not series:
+        return ""
+    return line_chart(dates, series, chart_id, "Transactions refused by enforce-mode policies per day")
 
 
 def legacy_tls_chart(daily: list[dict[str, Any]], chart_id: str = "chart-tls-legacy") -> str:
@@ -356,8 +371,12 @@ def render(doc: dict[str, Any]) -> str:
         )
     )
     w("</section>")
-    w('<section id="trend"><h2>Refused or would-be refused per policy, per day</h2>')
+    w('<section id="trend"><h2>Would be refused per policy, per day (monitor mode)</h2>')
     w(policy_chart(doc))
+    enforced = enforced_chart(doc)
+    if enforced:
+        w("<h3>Refused per day by policies already in enforce mode</h3>")
+        w(enforced)
     w("</section>")
     w('<section id="senders"><h2>Top affected senders (combined scenario)</h2>')
     w(senders_chart(ca["top_sender_domains"], "domain", "chart-senders"))
