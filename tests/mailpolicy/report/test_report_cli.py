@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,14 +113,18 @@ def test_cli_subcommand_and_stdin(
     assert doc["totals"]["connections"] == 2
 
 
-def test_console_script_reads_a_pipe(log: Path) -> None:
-    exe = Path(sys.executable).with_name("mailpolicy")
+def test_command_reads_a_pipe(log: Path) -> None:
+    """``... | mailpolicy report -`` as a real process (the console script when installed)."""
+    script = Path(sys.executable).with_name("mailpolicy")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "mailpolicy"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3] / "milter")}
     res = subprocess.run(
-        [str(exe), "report", "--format", "json", "-"],
+        [*cmd, "report", "--format", "json", "-"],
         input=log.read_bytes(),
         capture_output=True,
         check=False,
         timeout=60,
+        env=env,
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["combined"]["lost"] == 1

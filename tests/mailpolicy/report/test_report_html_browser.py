@@ -34,7 +34,14 @@ FLAGS = [
     "--enable-logging=stderr",
     "--v=0",
 ]
-CHART_IDS = ["chart-policies", "chart-enforced", "chart-senders", "chart-clients", "chart-tls", "chart-tls-legacy"]
+CHART_IDS = [
+    "chart-policies",
+    "chart-enforced",
+    "chart-senders",
+    "chart-clients",
+    "chart-tls",
+    "chart-tls-legacy",
+]
 
 
 def _chromium(args: list[str]) -> subprocess.CompletedProcess[str]:
