@@ -40,7 +40,6 @@ BELOW_TOP = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK[FLOORS[-1]]
 MAX_EXAMPLES = 5
 MAX_NAMES = 5
 UNKNOWN_CLIENT = "(unknown)"
-COMBINED = "combined"
 
 
 def parse_time(text: str, end_of_day: bool = False) -> str:
@@ -111,7 +110,8 @@ def sender_domain(ev: Event) -> str:
     mf = mf.strip().strip("<>")
     if not mf:
         return "<> (null sender)"
-    return mf.rpartition("@")[2].lower() or "(no domain)"
+    _, at, domain = mf.rpartition("@")
+    return domain.lower() if at and domain else "(no domain)"
 
 
 def auth_state(ev: Event) -> int:
