@@ -1,4 +1,4 @@
-"""Command line: ``mailpolicy run | check-config | version``."""
+"""Command line: ``mailpolicy run | check-config | report | version``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mailpolicy import __version__
+from mailpolicy import __version__, report
 from mailpolicy.config import DEFAULT_PATH, ConfigError, load
 
 
@@ -50,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     chk = sub.add_parser("check-config", help="validate a configuration file and list every error")
     chk.add_argument("path", nargs="?", default=DEFAULT_PATH)
     sub.add_parser("version", help="print the version")
+    rep = sub.add_parser("report", help="which mail would enforcing the policies lose? (reads event logs)")
+    report.add_arguments(rep)
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return report.run(args)
     if args.command == "run":
         return _run(args.config)
     if args.command == "check-config":

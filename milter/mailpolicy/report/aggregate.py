@@ -1,0 +1,825 @@
+"""Streaming aggregation of events into the report document.
+
+Memory is bounded by the number of distinct keys (clients, networks, sender domains, days, hosts,
+policies), never by the number of events: each event is folded into counters and dropped.
+:meth:`Aggregator.result` turns the counters into the JSON-ready report document (see
+``docs/report-readme-fragment.md`` for its schema), from which every renderer works."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from mailpolicy import EVENT_SCHEMA, __version__
+from mailpolicy.report.reader import (
+    DECODER,
+    DKIM_DECODER,
+    DMARC_DECODER,
+    POLICIES_DECODER,
+    DecodeError,
+    Event,
+    PolicyRec,
+    classify_undecodable,
+    open_source,
+)
+
+REPORT_SCHEMA = 1
+"""Version of the report JSON document (``report_schema``)."""
+
+AUTH, UNAUTH, UNKNOWN = 1, 2, 3  # indexes into the per-key counter lists: [total, auth, unauth, unknown]
+REFUSING = ("reject", "tempfail")
+TLS_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
+FLOORS = ("TLSv1.2", "TLSv1.3")
+PLAINTEXT = "plaintext"
+LEGACY = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK["TLSv1.2"])
+BELOW_TOP = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK[FLOORS[-1]])
+MAX_EXAMPLES = 5
+MAX_NAMES = 5
+UNKNOWN_CLIENT = "(unknown)"
+
+
+def parse_time(text: str, end_of_day: bool = False) -> str:
+    """A date (``2026-11-20``) or RFC 3339 time as the canonical event timestamp string
+    (``2026-11-20T00:00:00.000Z``) so that filters compare strings. A date given as an upper
+    bound means the end of that day."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+            if end_of_day:
+                return day.strftime("%Y-%m-%dT23:59:59.999Z")
+            return day.strftime("%Y-%m-%dT00:00:00.000Z")
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a date (YYYY-MM-DD) or RFC 3339 time: {text!r}") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"time without a UTC offset (add 'Z' or '+HH:MM'): {text!r}")
+    return canonical(dt)
+
+
+def canonical(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalise_ts(ts: str) -> str | None:
+    """Event timestamps are canonical already; anything else is parsed (slow path)."""
+    if len(ts) == 24 and ts[-1] == "Z":
+        return ts
+    try:
+        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        return None
+    return canonical(dt)
+
+
+_NET_CACHE: dict[str, str] = {}
+
+
+def client_network(ip: str) -> str:
+    """/24 for IPv4, /48 for IPv6 (IPv4-mapped IPv6 counts as IPv4); the text itself if it is not
+    an address."""
+    net = _NET_CACHE.get(ip)
+    if net is not None:
+        return net
+    try:
+        addr = ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        net = ip
+    else:
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        prefix = 24 if addr.version == 4 else 48
+        net = str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+    if len(_NET_CACHE) < 100_000:
+        _NET_CACHE[ip] = net
+    return net
+
+
+def sender_domain(ev: Event) -> str:
+    if ev.header_from_domain:
+        return ev.header_from_domain.lower()
+    mf = ev.mail_from
+    if mf is None:
+        return "(unknown)"
+    mf = mf.strip().strip("<>")
+    if not mf:
+        return "<> (null sender)"
+    _, at, domain = mf.rpartition("@")
+    return domain.lower() if at and domain else "(no domain)"
+
+
+def auth_state(ev: Event) -> int:
+    """AUTH when the message is authenticated (mail you would really lose), UNAUTH when the
+    authentication fields say it is not, UNKNOWN when the event has no authentication fields."""
+    if ev.authenticated:
+        return AUTH
+    dmarc = DMARC_DECODER.decode(ev.dmarc) if ev.dmarc else None
+    if dmarc is not None and dmarc.result == "pass":
+        return AUTH
+    dkim = DKIM_DECODER.decode(ev.dkim) if ev.dkim else None
+    if dkim:
+        for sig in dkim:
+            if sig.aligned and sig.result == "pass":
+                return AUTH
+    if ev.authenticated is None and dmarc is None and dkim is None:
+        return UNKNOWN
+    return UNAUTH
+
+
+def _bump(table: dict[str, list[int]], key: str, state: int, n: int = 1) -> None:
+    row = table.get(key)
+    if row is None:
+        row = table[key] = [0, 0, 0, 0]
+    row[0] += n
+    row[state] += n
+
+
+def _split(row: list[int]) -> dict[str, int]:
+    return {"transactions": row[0], "authenticated": row[1], "unauthenticated": row[2], "unknown": row[3]}
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+def _top(table: dict[str, list[int]], n: int) -> list[tuple[str, list[int]]]:
+    return sorted(table.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:n]
+
+
+@dataclass
+class Tables:
+    total: list[int]
+    domains: dict[str, list[int]]
+    clients: dict[str, list[int]]
+    networks: dict[str, list[int]]
+    network_names: dict[str, list[str]]
+
+
+class Affected:
+    """Transactions a policy refuses or would refuse, counted by (client IP, sender domain,
+    authentication state); the per-sender, per-client and per-network tables are derived at the
+    end (:meth:`tables`), which keeps the per-transaction work to one dict increment."""
+
+    def __init__(self, names: dict[str, str]):
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.names = names  # client IP -> client name, shared by the whole aggregator
+        self._tables: Tables | None = None
+
+    def tables(self) -> Tables:
+        if self._tables is None:
+            t = Tables([0, 0, 0, 0], {}, {}, {}, {})
+            for (ip, domain, state), n in self.counts.items():
+                t.total[0] += n
+                t.total[state] += n
+                _bump(t.domains, domain, state, n)
+                _bump(t.clients, ip, state, n)
+                if ip != UNKNOWN_CLIENT:
+                    net = client_network(ip)
+                    _bump(t.networks, net, state, n)
+                    names = t.network_names.setdefault(net, [])
+                    name = self.names.get(ip) or ip
+                    if len(names) < MAX_NAMES and name not in names:
+                        names.append(name)
+            self._tables = t
+        return self._tables
+
+    def summary(self, top: int) -> dict[str, Any]:
+        t = self.tables()
+        return {
+            **_split(t.total),
+            "clients": len(t.clients),
+            "networks": len(t.networks),
+            "sender_domains": len(t.domains),
+            "top_sender_domains": [{"domain": k, **_split(v)} for k, v in _top(t.domains, top)],
+            "top_clients": [
+                {"ip": k, "name": self.names.get(k, ""), "network": client_network(k), **_split(v)}
+                for k, v in _top(t.clients, top)
+            ],
+        }
+
+
+@dataclass
+class PolicyStats:
+    name: str
+    transactions: int = 0
+    modes: Counter[str] = field(default_factory=Counter)
+    results: Counter[str] = field(default_factory=Counter)
+    exempt: Counter[str] = field(default_factory=Counter)
+    would: Counter[str] = field(default_factory=Counter)  # monitor mode: action -> count
+    applied: Counter[str] = field(default_factory=Counter)  # enforce mode, applied: action -> count
+    affected: Affected = field(default_factory=lambda: Affected({}))
+    # day -> [transactions, would refuse, refused]
+    daily: dict[str, list[int]] = field(default_factory=dict)
+
+    def result(self, top: int) -> dict[str, Any]:
+        seen = self.transactions
+        would = self.would["reject"] + self.would["tempfail"]
+        refused = self.applied["reject"] + self.applied["tempfail"]
+        return {
+            "name": self.name,
+            "transactions": seen,
+            "modes": dict(self.modes.most_common()),
+            "results": dict(self.results.most_common()),
+            "exempt": dict(self.exempt.most_common()),
+            "would_reject": self.would["reject"],
+            "would_tempfail": self.would["tempfail"],
+            "would_quarantine": self.would["quarantine"],
+            "would_refuse": would,
+            "would_refuse_share": _share(would, seen),
+            "rejected": self.applied["reject"],
+            "tempfailed": self.applied["tempfail"],
+            "quarantined": self.applied["quarantine"],
+            "refused": refused,
+            "refused_share": _share(refused, seen),
+            "affected": self.affected.summary(top),
+            "daily": [
+                {"date": d, "transactions": r[0], "would_refuse": r[1], "refused": r[2]}
+                for d, r in sorted(self.daily.items())
+            ],
+        }
+
+
+@dataclass
+class FloorStats:
+    """What raising the MTA's TLS floor to ``floor`` would do: clients below it fail the
+    handshake and (usually) retry in plaintext; with require_starttls enforced, that mail is lost."""
+
+    floor: str
+    sessions: int = 0
+    clients: dict[str, list[int]] = field(default_factory=dict)  # ip -> [txns, auth, unauth, unknown]
+    domains: dict[str, list[int]] = field(default_factory=dict)
+    transactions: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    lost: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    lost_clients: dict[str, list[int]] = field(default_factory=dict)
+    kept_exempt: Counter[str] = field(default_factory=Counter)
+
+    def add(self, ip: str, domain: str, state: int, exempt: str | None, n: int) -> None:
+        self.transactions[0] += n
+        self.transactions[state] += n
+        _bump(self.clients, ip, state, n)
+        _bump(self.domains, domain, state, n)
+        if exempt is not None:
+            self.kept_exempt[exempt] += n
+        else:
+            self.lost[0] += n
+            self.lost[state] += n
+            _bump(self.lost_clients, ip, state, n)
+
+    def result(self, top: int, names: dict[str, str]) -> dict[str, Any]:
+        return {
+            "floor": self.floor,
+            "sessions": self.sessions,
+            "transactions": _split(self.transactions),
+            "clients": len(self.clients),
+            "sender_domains": len(self.domains),
+            "top_clients": [
+                {"ip": k, "name": names.get(k, ""), **_split(v)} for k, v in _top(self.clients, top)
+            ],
+            "top_sender_domains": [{"domain": k, **_split(v)} for k, v in _top(self.domains, top)],
+            "with_require_starttls": {
+                "lost": _split(self.lost),
+                "lost_clients": len(self.lost_clients),
+                "kept_by_exemption": dict(self.kept_exempt.most_common()),
+            },
+        }
+
+
+MAX_COMBOS = 50_000
+"""Distinct raw policy objects cached (bounded memory: the cache is emptied when full)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Combo:
+    pid: int
+    acting: tuple[str, ...]  # policies that refuse or would refuse
+    lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
+    starttls_exempt: str | None
+
+
+@dataclass
+class HostStats:
+    events: int = 0
+    connections: int = 0
+    transactions: int = 0
+    would_lose: int = 0
+    refused: int = 0
+    first: str = ""
+    last: str = ""
+
+
+@dataclass
+class SourceStats:
+    name: str
+    lines: int = 0
+    events: int = 0
+    malformed: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Options:
+    since: str | None = None
+    until: str | None = None
+    policies: frozenset[str] = frozenset()
+    hosts: frozenset[str] = frozenset()
+    top: int = 10
+
+
+class Aggregator:
+    """Folds events into counters. The hot path does one dict increment per policy decision and one
+    per event, keyed by small tuples (day, host, mode, result, ...); the per-sender tables are only
+    touched for the few transactions that a policy refuses or would refuse, or that are below a
+    simulated TLS floor."""
+
+    def __init__(self, options: Options | None = None):
+        self.opt = options or Options()
+        self.sources: list[SourceStats] = []
+        self.lines = 0
+        self.blank = 0
+        self.non_event = 0
+        self.malformed = 0
+        self.malformed_examples: list[dict[str, Any]] = []
+        self.unsupported_schema: Counter[int] = Counter()
+        self.unknown_event_types: Counter[str] = Counter()
+        self.filtered_out = 0
+        # host -> [first ts, last ts]
+        self.spans: dict[str, list[str]] = {}
+        # (day, policy combination id) -> transactions; see _combo
+        self.decisions: dict[tuple[str, int], int] = {}
+        self._combos: dict[bytes, Combo] = {}
+        self._by_decisions: dict[tuple[tuple[str, PolicyRec], ...], Combo] = {}
+        self._combo_ids: dict[tuple[tuple[str, PolicyRec], ...], int] = {}
+        self._combo_items: list[tuple[tuple[str, PolicyRec], ...]] = []
+        # (host, day, tls version, cipher, outcome, lost in the combined scenario) -> transactions
+        self.txns: dict[tuple[str, str, str, str | None, str | None, bool], int] = {}
+        # (host, day, tls version, cipher) -> connections
+        self.conns: dict[tuple[str, str, str, str | None], int] = {}
+        self.names: dict[str, str] = {}  # client IP -> first client name seen, for affected clients
+        self.affected: dict[str, Affected] = {}
+        self.combined = Affected(self.names)
+        self.combined_solely: Counter[str] = Counter()
+        self.combined_policies: Counter[str] = Counter()
+        # (ip, version) -> sessions below TLS 1.2
+        self.legacy_sessions: dict[tuple[str, str], int] = {}
+        # (version, ip, sender domain, auth state, require_starttls exemption) -> transactions
+        # below the highest simulated floor
+        self.below: dict[tuple[str, str, str, int, str | None], int] = {}
+
+    # ---- input ----
+
+    def add_source(self, name: str, stdin: IO[bytes] | None = None) -> None:
+        src = SourceStats("<stdin>" if name == "-" else name)
+        self.sources.append(src)
+        try:
+            with open_source(name, stdin) as fh:
+                self._consume(src, fh)
+        except (OSError, EOFError) as exc:
+            # Unreadable file or truncated gzip stream: keep what was read, say what happened.
+            src.error = f"{type(exc).__name__}: {exc}"
+
+    def _consume(self, src: SourceStats, fh: IO[bytes]) -> None:
+        decode = DECODER.decode
+        since, until = self.opt.since, self.opt.until
+        hosts = self.opt.hosts
+        filtering = bool(since or until or hosts)
+        on_txn, on_conn = self._transaction, self._connection
+        spans = self.spans
+        n = src.lines
+        events = 0
+        try:
+            for line in fh:
+                n += 1
+                try:
+                    ev = decode(line)
+                except DecodeError as exc:
+                    salvaged = self._undecodable(src, n, line, exc)
+                    if salvaged is None:
+                        continue
+                    ev = salvaged
+                kind_ = ev.event
+                if kind_ is None:
+                    self.non_event += 1
+                    continue
+                if ev.schema != EVENT_SCHEMA:
+                    if ev.schema is None:
+                        self._malformed(src, n, "event without 'schema'")
+                    else:
+                        self.unsupported_schema[ev.schema] += 1
+                    continue
+                ts = ev.ts
+                if len(ts) != 24 or ts[-1] != "Z":
+                    fixed = normalise_ts(ts)
+                    if fixed is None:
+                        self._malformed(src, n, f"bad 'ts': {ts!r}")
+                        continue
+                    ev.ts = ts = fixed
+                if filtering and (
+                    (since and ts < since) or (until and ts > until) or (hosts and ev.host not in hosts)
+                ):
+                    self.filtered_out += 1
+                    continue
+                if kind_ == "transaction":
+                    try:
+                        on_txn(ev)
+                    except DecodeError as exc:  # a policies object of the wrong shape
+                        self._malformed(src, n, str(exc))
+                        continue
+                elif kind_ == "connection":
+                    on_conn(ev)
+                else:
+                    self.unknown_event_types[kind_] += 1
+                    continue
+                events += 1
+                span = spans.get(ev.host)
+                if span is None:
+                    spans[ev.host] = [ts, ts]
+                elif ts > span[1]:
+                    span[1] = ts
+                elif ts < span[0]:
+                    span[0] = ts
+        finally:
+            src.lines = n
+            src.events += events
+            self.lines += n
+
+    def _undecodable(self, src: SourceStats, lineno: int, line: bytes, exc: Exception) -> Event | None:
+        """Slow path for a line the typed decoder refused: a syslog or journal prefix before the
+        JSON object (``journalctl`` without ``-o cat``, /var/log/mail.log) is stripped; otherwise
+        the line is counted as blank, diagnostics, unsupported schema or malformed."""
+        if not line.strip():
+            self.blank += 1
+            return None
+        start = line.find(b"{")
+        if start > 0:
+            try:
+                return DECODER.decode(line[start:])
+            except DecodeError:
+                line = line[start:]
+        kind, schema = classify_undecodable(line)
+        if kind == "non_event":
+            self.non_event += 1
+        elif kind == "schema":
+            self.unsupported_schema[schema or 0] += 1
+        else:
+            self._malformed(src, lineno, str(exc))
+        return None
+
+    def _malformed(self, src: SourceStats, lineno: int, error: str) -> None:
+        self.malformed += 1
+        src.malformed += 1
+        if len(self.malformed_examples) < MAX_EXAMPLES:
+            self.malformed_examples.append({"source": src.name, "line": lineno, "error": error[:200]})
+
+    # ---- connection events ----
+
+    def _connection(self, ev: Event) -> None:
+        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
+        key = (ev.host, ev.ts[:10], version, ev.tls_cipher)
+        conns = self.conns
+        conns[key] = conns.get(key, 0) + 1
+        if version in LEGACY:
+            ip = ev.client_ip or UNKNOWN_CLIENT
+            if ip not in self.names:
+                self.names[ip] = ev.client_name or ""
+            lkey = (ip, version)
+            self.legacy_sessions[lkey] = self.legacy_sessions.get(lkey, 0) + 1
+
+    # ---- transaction events ----
+
+    def _combo(self, raw: bytes) -> Combo:
+        """The decoded policies object of a transaction, cached by its raw JSON (most
+        transactions repeat one of a few hundred distinct policy objects) and, when the raw JSON
+        is new (e.g. per-message ``details``), by the decoded decisions."""
+        decoded = POLICIES_DECODER.decode(raw) or {}
+        key = tuple(decoded.items())
+        combo = self._by_decisions.get(key)
+        if combo is None:
+            combo = self._make_combo(decoded)
+            if len(self._by_decisions) < MAX_COMBOS:
+                self._by_decisions[key] = combo
+        if len(self._combos) >= MAX_COMBOS:
+            # Raw objects with per-message details can all differ: start the cache afresh so that
+            # memory stays bounded and the frequent objects come back.
+            self._combos.clear()
+        self._combos[raw] = combo
+        return combo
+
+    def _make_combo(self, decoded: dict[str, PolicyRec]) -> Combo:
+        wanted = self.opt.policies
+        items = tuple((k, d) for k, d in decoded.items() if not wanted or k in wanted)
+        pid = self._combo_ids.get(items)
+        if pid is None:
+            pid = self._combo_ids[items] = len(self._combo_items)
+            self._combo_items.append(items)
+        acting = tuple(
+            (k, d)
+            for k, d in items
+            if d.action in REFUSING and (d.mode == "monitor" or (d.mode == "enforce" and d.applied))
+        )
+        lost_by = tuple(k for k, d in acting if d.mode == "monitor")
+        rs = decoded.get("require_starttls")
+        return Combo(pid, tuple(k for k, _ in acting), lost_by, rs.exempt if rs is not None else None)
+
+    def _transaction(self, ev: Event) -> None:
+        day = ev.ts[:10]
+        raw = bytes(ev.policies)
+        combo = self._combos.get(raw)
+        if combo is None:
+            combo = self._combo(raw)
+        key = (day, combo.pid)
+        counts = self.decisions
+        counts[key] = counts.get(key, 0) + 1
+        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
+        lost_by = combo.lost_by
+        tkey = (ev.host, day, version, ev.tls_cipher, ev.outcome, bool(lost_by))
+        txns = self.txns
+        txns[tkey] = txns.get(tkey, 0) + 1
+        below = version in BELOW_TOP
+        if combo.acting or below:
+            # Rare path: who is affected. One key per (client, sender domain, auth state).
+            ip = ev.client_ip or UNKNOWN_CLIENT
+            if ip not in self.names:
+                self.names[ip] = ev.client_name or ""
+            who = (ip, sender_domain(ev), auth_state(ev))
+            for name in combo.acting:
+                aff = self.affected.get(name)
+                if aff is None:
+                    aff = self.affected[name] = Affected(self.names)
+                aff.counts[who] = aff.counts.get(who, 0) + 1
+            if lost_by:
+                comb = self.combined.counts
+                comb[who] = comb.get(who, 0) + 1
+                if len(lost_by) == 1:
+                    self.combined_solely[lost_by[0]] += 1
+                for name in lost_by:
+                    self.combined_policies[name] += 1
+            if below:
+                bkey = (version, *who, combo.starttls_exempt)
+                self.below[bkey] = self.below.get(bkey, 0) + 1
+
+    # ---- output ----
+
+    def policy_stats(self) -> dict[str, PolicyStats]:
+        out: dict[str, PolicyStats] = {}
+        for (day, pid), n in self.decisions.items():
+            for name, d in self._combo_items[pid]:
+                self._add_decision(out, name, day, d, n)
+        return out
+
+    def _add_decision(self, out: dict[str, PolicyStats], name: str, day: str, d: PolicyRec, n: int) -> None:
+        ps = out.get(name)
+        if ps is None:
+            ps = out[name] = PolicyStats(name, affected=self.affected.get(name) or Affected(self.names))
+        ps.transactions += n
+        ps.modes[d.mode] += n
+        ps.results[d.result] += n
+        if d.exempt is not None:
+            ps.exempt[d.exempt] += n
+        row = ps.daily.get(day)
+        if row is None:
+            row = ps.daily[day] = [0, 0, 0]
+        row[0] += n
+        if d.action == "continue":
+            return
+        if d.mode == "monitor":
+            ps.would[d.action] += n
+            if d.action in REFUSING:
+                row[1] += n
+        elif d.applied:
+            ps.applied[d.action] += n
+            if d.action in REFUSING:
+                row[2] += n
+
+    @property
+    def first(self) -> str:
+        return min((s[0] for s in self.spans.values()), default="")
+
+    @property
+    def last(self) -> str:
+        return max((s[1] for s in self.spans.values()), default="")
+
+    def result(self) -> dict[str, Any]:
+        from mailpolicy.report.suggest import suggestions, suggestions_toml
+
+        top = self.opt.top
+        stats = self.policy_stats()
+        policies = [stats[k].result(top) for k in sorted(stats, key=_policy_order)]
+
+        hosts: dict[str, HostStats] = {}
+        outcomes: Counter[str] = Counter()
+        comb_daily: dict[str, list[int]] = {}
+        txn_tls: Counter[str] = Counter()
+        txn_cipher: Counter[tuple[str, str]] = Counter()
+        for (host, day, version, cipher, outcome, lost), n in self.txns.items():
+            h = hosts.setdefault(host, HostStats())
+            h.events += n
+            h.transactions += n
+            outcomes[outcome or "unknown"] += n
+            refused = outcome in ("rejected", "tempfailed")
+            row = comb_daily.setdefault(day, [0, 0, 0])
+            row[0] += n
+            if lost:
+                row[1] += n
+                h.would_lose += n
+            if refused:
+                row[2] += n
+                h.refused += n
+            txn_tls[version] += n
+            txn_cipher[(version, cipher or "")] += n
+        conn_tls: Counter[str] = Counter()
+        conn_cipher: Counter[tuple[str, str]] = Counter()
+        tls_daily: dict[str, Counter[str]] = {}
+        for (host, day, version, cipher), n in self.conns.items():
+            h = hosts.setdefault(host, HostStats())
+            h.events += n
+            h.connections += n
+            conn_tls[version] += n
+            conn_cipher[(version, cipher or "")] += n
+            tls_daily.setdefault(day, Counter())[version] += n
+        for host, (first, last) in self.spans.items():
+            if host in hosts:
+                hosts[host].first, hosts[host].last = first, last
+        n_txns = sum(txn_tls.values())
+        n_conns = sum(conn_tls.values())
+
+        n_lost = self.combined.tables().total[0]
+        combined_doc = {
+            "policies": [p["name"] for p in policies if p["modes"].get("monitor")],
+            "transactions": n_txns,
+            "lost": n_lost,
+            "lost_share": _share(n_lost, n_txns),
+            "lost_by_policy": dict(self.combined_policies.most_common()),
+            "lost_only_by_policy": dict(self.combined_solely.most_common()),
+            "already_refused": outcomes["rejected"] + outcomes["tempfailed"],
+            "affected": self.combined.summary(top),
+            "daily": [
+                {"date": d, "transactions": r[0], "lost": r[1], "refused": r[2]}
+                for d, r in sorted(comb_daily.items())
+            ],
+        }
+        sugg = suggestions(stats, top)
+        doc: dict[str, Any] = {
+            "report_schema": REPORT_SCHEMA,
+            "generated": canonical(datetime.now(UTC)),
+            "mailpolicy_version": __version__,
+            "event_schema": EVENT_SCHEMA,
+            "filters": {
+                "since": self.opt.since,
+                "until": self.opt.until,
+                "policies": sorted(self.opt.policies),
+                "hosts": sorted(self.opt.hosts),
+                "top": top,
+            },
+            "period": {"first": self.first or None, "last": self.last or None},
+            "input": {
+                "sources": [
+                    {
+                        "name": s.name,
+                        "lines": s.lines,
+                        "events": s.events,
+                        "malformed": s.malformed,
+                        "error": s.error,
+                    }
+                    for s in self.sources
+                ],
+                "lines": self.lines,
+                "events": sum(s.events for s in self.sources),
+                "blank_lines": self.blank,
+                "non_event_lines": self.non_event,
+                "malformed_lines": self.malformed,
+                "malformed_examples": self.malformed_examples,
+                "unsupported_schema": {str(k): v for k, v in sorted(self.unsupported_schema.items())},
+                "unknown_event_types": dict(self.unknown_event_types.most_common()),
+                "filtered_out": self.filtered_out,
+            },
+            "hosts": [
+                {
+                    "host": name,
+                    "events": h.events,
+                    "connections": h.connections,
+                    "transactions": h.transactions,
+                    "refused": h.refused,
+                    "would_lose": h.would_lose,
+                    "first": h.first,
+                    "last": h.last,
+                }
+                for name, h in sorted(hosts.items())
+            ],
+            "totals": {
+                "connections": n_conns,
+                "transactions": n_txns,
+                "outcomes": dict(outcomes.most_common()),
+            },
+            "policies": policies,
+            "combined": combined_doc,
+            "tls": self._tls_result(top, conn_tls, conn_cipher, txn_tls, txn_cipher, tls_daily),
+            "suggestions": sugg,
+            "suggestions_toml": suggestions_toml(sugg, self, stats),
+        }
+        return doc
+
+    def _tls_result(
+        self,
+        top: int,
+        conn_tls: Counter[str],
+        conn_cipher: Counter[tuple[str, str]],
+        txn_tls: Counter[str],
+        txn_cipher: Counter[tuple[str, str]],
+        tls_daily: dict[str, Counter[str]],
+    ) -> dict[str, Any]:
+        def versions(c: Counter[str]) -> list[dict[str, Any]]:
+            total = sum(c.values())
+            return [
+                {"version": v, "count": n, "share": _share(n, total)}
+                for v, n in sorted(c.items(), key=lambda kv: (-_version_rank(kv[0]), kv[0]))
+            ]
+
+        def ciphers(c: Counter[tuple[str, str]]) -> list[dict[str, Any]]:
+            total = sum(c.values())
+            return [
+                {"version": v, "cipher": ci or None, "count": n, "share": _share(n, total)}
+                for (v, ci), n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+            ]
+
+        def kind(c: Counter[str], cc: Counter[tuple[str, str]]) -> dict[str, Any]:
+            total = sum(c.values())
+            return {
+                "total": total,
+                "plaintext": c[PLAINTEXT],
+                "plaintext_share": _share(c[PLAINTEXT], total),
+                "by_version": versions(c),
+                "by_cipher": ciphers(cc),
+            }
+
+        floors = {f: FloorStats(f) for f in FLOORS}
+        for f in floors.values():
+            f.sessions = sum(n for v, n in conn_tls.items() if TLS_RANK.get(v, 99) < TLS_RANK[f.floor])
+        # ip -> [sessions, transactions] below TLS 1.2, and the versions seen
+        legacy: dict[str, list[int]] = {}
+        legacy_versions: dict[str, set[str]] = {}
+        for (ip, version), n in self.legacy_sessions.items():
+            legacy.setdefault(ip, [0, 0])[0] += n
+            legacy_versions.setdefault(ip, set()).add(version)
+        for (version, ip, domain, state, exempt), n in self.below.items():
+            rank = TLS_RANK[version]
+            for f in floors.values():
+                if rank < TLS_RANK[f.floor]:
+                    f.add(ip, domain, state, exempt, n)
+            if version in LEGACY:
+                legacy.setdefault(ip, [0, 0])[1] += n
+                legacy_versions.setdefault(ip, set()).add(version)
+        ranked = sorted(legacy.items(), key=lambda kv: (-(kv[1][0] + kv[1][1]), kv[0]))
+        return {
+            "sessions": kind(conn_tls, conn_cipher),
+            "transactions": kind(txn_tls, txn_cipher),
+            "daily_sessions": [
+                {"date": d, "versions": dict(sorted(c.items(), key=lambda kv: -_version_rank(kv[0])))}
+                for d, c in sorted(tls_daily.items())
+            ],
+            "below_tls12": {
+                "clients": len(legacy),
+                "sessions": sum(r[0] for r in legacy.values()),
+                "transactions": sum(r[1] for r in legacy.values()),
+                "top_clients": [
+                    {
+                        "ip": ip,
+                        "name": self.names.get(ip, ""),
+                        "versions": sorted(legacy_versions[ip]),
+                        "sessions": r[0],
+                        "transactions": r[1],
+                    }
+                    for ip, r in ranked[:top]
+                ],
+            },
+            "floor_simulation": [floors[f].result(top, self.names) for f in FLOORS],
+        }
+
+
+def _version_rank(version: str) -> int:
+    """Newest first, then unknown versions, then plaintext."""
+    if version == PLAINTEXT:
+        return -2
+    return TLS_RANK.get(version, -1)
+
+
+_ORDER = {"require_starttls": 0, "tls_min_version": 1, "spf": 2, "dkim": 3, "dmarc": 4}
+
+
+def _policy_order(name: str) -> tuple[int, str]:
+    return (_ORDER.get(name, 99), name)
+
+
+def build_report(
+    paths: Iterable[str], options: Options | None = None, stdin: IO[bytes] | None = None
+) -> dict[str, Any]:
+    """Read every path ("-" for standard input) and return the report document."""
+    agg = Aggregator(options)
+    for path in paths:
+        agg.add_source(path, stdin)
+    return agg.result()

@@ -1,0 +1,267 @@
+"""Event builders for report tests and the benchmark: hand-built events with known answers, and
+a seeded generator of realistic mixed traffic (several hosts, policies, TLS versions, authenticated
+and unauthenticated senders)."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+BASE = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def ts(day: int = 0, seconds: float = 0.0) -> str:
+    t = BASE + timedelta(days=day, seconds=seconds)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decision(
+    mode: str = "monitor",
+    result: str = "pass",
+    action: str = "continue",
+    *,
+    applied: bool = False,
+    exempt: str | None = None,
+) -> dict[str, Any]:
+    return {"mode": mode, "result": result, "action": action, "applied": applied, "exempt": exempt}
+
+
+def would_reject(result: str = "fail") -> dict[str, Any]:
+    return decision("monitor", result, "reject")
+
+
+def txn(
+    *,
+    host: str = "mx1",
+    day: int = 0,
+    seconds: float = 0.0,
+    ip: str | None = "192.0.2.10",
+    name: str | None = "mail.example.net",
+    mail_from: str = "alice@example.net",
+    tls: str | None = "TLSv1.3",
+    cipher: str | None = "TLS_AES_256_GCM_SHA384",
+    policies: dict[str, dict[str, Any]] | None = None,
+    header_from: str | None = None,
+    authenticated: bool | None = None,
+    dmarc: str | None = None,
+    dkim: list[tuple[str, bool]] | None = None,
+    outcome: str = "accepted",
+    final_action: str = "continue",
+    schema: int = 1,
+    conn_id: str = "c1",
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "ts": ts(day, seconds),
+        "host": host,
+        "schema": schema,
+        "event": "transaction",
+        "conn_id": conn_id,
+        "txn": 1,
+        "queue_id": "4AbCdEf",
+        "start": ts(day, seconds),
+        "client_ip": ip,
+        "client_port": 40000,
+        "client_name": name,
+        "helo": name,
+        "auth": None,
+        "mail_from": mail_from,
+        "rcpt_count": 1,
+        "rcpt_rejected": 0,
+        "starttls": tls is not None,
+        "tls_version": tls,
+        "tls_cipher": cipher if tls else None,
+        "tls_cipher_bits": 256 if tls else None,
+        "tls_cert_subject": None,
+        "tls_cert_issuer": None,
+        "policies": policies or {},
+        "final_action": final_action,
+        "outcome": outcome,
+        "stage": "eom",
+    }
+    if header_from is not None or authenticated is not None or dmarc is not None or dkim is not None:
+        ev["header_from_domain"] = header_from
+        ev["spf"] = {"result": "pass", "scope": "mailfrom", "domain": header_from}
+        ev["dkim"] = [
+            {
+                "result": r,
+                "domain": header_from,
+                "selector": "s1",
+                "algorithm": "rsa-sha256",
+                "bits": 2048,
+                "aligned": al,
+            }
+            for r, al in (dkim or [])
+        ]
+        if dmarc is not None:
+            ev["dmarc"] = {
+                "result": dmarc,
+                "domain": header_from,
+                "policy_domain": header_from,
+                "policy": "reject",
+                "disposition": "none",
+                "spf_aligned": False,
+                "dkim_aligned": False,
+            }
+        if authenticated is not None:
+            ev["authenticated"] = authenticated
+        ev["dns_errors"] = []
+    return ev
+
+
+def conn(
+    *,
+    host: str = "mx1",
+    day: int = 0,
+    seconds: float = 0.0,
+    ip: str | None = "192.0.2.10",
+    name: str | None = "mail.example.net",
+    tls: str | None = "TLSv1.3",
+    cipher: str | None = "TLS_AES_256_GCM_SHA384",
+    transactions: int = 1,
+    schema: int = 1,
+    conn_id: str = "c1",
+) -> dict[str, Any]:
+    return {
+        "ts": ts(day, seconds),
+        "host": host,
+        "schema": schema,
+        "event": "connection",
+        "conn_id": conn_id,
+        "start": ts(day, seconds - 1),
+        "end": ts(day, seconds),
+        "duration_s": 1.0,
+        "client_ip": ip,
+        "client_port": 40000,
+        "client_name": name,
+        "daemon": "smtpd",
+        "helo": [name] if name else [],
+        "starttls": tls is not None,
+        "tls_version": tls,
+        "tls_cipher": cipher if tls else None,
+        "tls_cipher_bits": 256 if tls else None,
+        "tls_cert_subject": None,
+        "tls_cert_issuer": None,
+        "transactions": transactions,
+        "messages": transactions,
+        "outcomes": {"accepted": transactions},
+        "end_stage": "eom",
+    }
+
+
+def lines(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in events)
+
+
+# ---------------------------------------------------------------------------------------------
+# Realistic random traffic
+
+_TLS_MIX = [("TLSv1.3", 70), ("TLSv1.2", 20), (None, 6), ("TLSv1", 2), ("TLSv1.1", 1), ("unknown", 1)]
+_CIPHERS = {
+    "TLSv1.3": ["TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"],
+    "TLSv1.2": ["ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"],
+    "TLSv1.1": ["ECDHE-RSA-AES128-SHA"],
+    "TLSv1": ["AES128-SHA"],
+    "unknown": ["UNKNOWN"],
+}
+
+
+def _client(rng: random.Random, i: int) -> dict[str, Any]:
+    versions, weights = zip(*_TLS_MIX, strict=True)
+    tls = rng.choices(versions, weights)[0]
+    if rng.random() < 0.15:
+        ip = f"2001:db8:{i % 97:x}:{i % 13:x}::{i:x}"
+    else:
+        ip = f"198.{18 + i % 2}.{(i // 7) % 256}.{i % 250 + 1}"
+    domain = f"sender{i % 700}.example"
+    return {
+        "ip": ip,
+        "name": f"mx{i}.{domain}" if rng.random() < 0.9 else "unknown",
+        "tls": tls,
+        "domain": domain,
+        "auth_p": rng.choice([0.98, 0.9, 0.5, 0.05]),
+        "spf_fail_p": rng.choice([0.0, 0.01, 0.3]),
+    }
+
+
+def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Iterator[bytes]:
+    """Yield ``n_events`` event lines (+ about 1% diagnostics lines, not counted in n_events)."""
+    rng = random.Random(seed)
+    clients = [_client(rng, i) for i in range(5000)]
+    host_names = [f"mx{h + 1}.example.org" for h in range(hosts)]
+    emitted = 0
+    conn_no = 0
+    span = days * 86400.0
+    while emitted < n_events:
+        conn_no += 1
+        c = clients[int(rng.paretovariate(1.2)) % len(clients)]
+        host = host_names[conn_no % hosts]
+        t = span * emitted / n_events
+        tls = c["tls"]
+        cipher = rng.choice(_CIPHERS[tls]) if tls else None
+        ntx = rng.choice((0, 1, 1, 1, 2))
+        for k in range(ntx):
+            auth = rng.random() < c["auth_p"]
+            plain = tls is None
+            old = tls in ("TLSv1", "TLSv1.1")
+            spf_fail = rng.random() < c["spf_fail_p"]
+            dmarc = "pass" if auth else rng.choice(("fail", "none", "fail"))
+            dmarc_action = "reject" if dmarc == "fail" and rng.random() < 0.5 else "continue"
+            if rng.random() < 0.002:
+                dmarc, dmarc_action = "temperror", "tempfail"
+            pol = {
+                "require_starttls": decision(
+                    "monitor", "fail" if plain else "pass", "reject" if plain else "continue"
+                ),
+                "tls_min_version": decision(
+                    "monitor",
+                    "fail" if old else ("none" if plain else "pass"),
+                    "reject" if old else "continue",
+                ),
+                "spf": decision(
+                    "monitor", "fail" if spf_fail else "pass", "reject" if spf_fail else "continue"
+                ),
+                "dmarc": decision("enforce", dmarc, dmarc_action, applied=dmarc_action != "continue"),
+            }
+            refused = dmarc_action != "continue"
+            ev = txn(
+                host=host,
+                seconds=t + k,
+                ip=c["ip"],
+                name=c["name"],
+                tls=tls,
+                cipher=cipher,
+                mail_from=f"user{rng.randrange(50)}@{c['domain']}",
+                policies=pol,
+                header_from=c["domain"],
+                authenticated=auth,
+                dmarc=dmarc,
+                dkim=[("pass", auth)] if rng.random() < 0.8 else [],
+                outcome=("rejected" if dmarc_action == "reject" else "tempfailed") if refused else "accepted",
+                final_action=dmarc_action,
+                conn_id=f"{conn_no:x}",
+            )
+            yield json.dumps(ev, separators=(",", ":")).encode() + b"\n"
+            emitted += 1
+        ev = conn(
+            host=host,
+            seconds=t + ntx,
+            ip=c["ip"],
+            name=c["name"],
+            tls=tls,
+            cipher=cipher,
+            transactions=ntx,
+            conn_id=f"{conn_no:x}",
+        )
+        yield json.dumps(ev, separators=(",", ":")).encode() + b"\n"
+        emitted += 1
+        if rng.random() < 0.01:
+            yield (
+                b'{"ts":"'
+                + ts(0, t).encode()
+                + b'","host":"'
+                + host.encode()
+                + b'","level":"warning","logger":"mailpolicy.dns","msg":"DNS timeout"}\n'
+            )
