@@ -1,5 +1,6 @@
 """`make demo`: a throwaway Postfix on 127.0.0.1 with mailpolicy attached over a unix socket, a mixed
-sample of real SMTP traffic, the records it wrote, and the would-reject counts from /metrics.
+sample of real SMTP traffic, the records it wrote, the would-reject counts from /metrics, and
+`mailpolicy report` over the event log.
 
 Everything runs on loopback under a temp directory and is removed at the end."""
 
@@ -9,13 +10,17 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support.smtp import Client, unique_sender
+from mailpolicy.report import main as report_main
+from support.dkimkeys import rsa_key, sign
+from support.dnsserver import DnsServer
+from support.smtp import Client, message, unique_sender
 from support.stack import Stack
 
-CONFIG = {
+CONFIG: dict[str, Any] = {
     "policies": {
         "require_starttls": {"mode": "monitor", "exempt_networks": ["198.51.100.0/24"]},
         "tls_min_version": {"mode": "monitor", "min_version": "TLSv1.3"},
@@ -23,6 +28,8 @@ CONFIG = {
 }
 
 # (client address, client name, TLS version or None for plaintext, messages)
+# mail.legacy.example sends DKIM-signed mail for sender.example (published in the demo's DNS):
+# legitimate mail that enforcing require_starttls would lose.
 SAMPLE = [
     ("127.0.0.1", None, None, 2),
     ("127.0.0.1", None, "TLSv1.2", 1),
@@ -30,8 +37,14 @@ SAMPLE = [
     ("203.0.113.5", "mail.legacy.example", None, 3),
     ("203.0.113.6", "mx.oldtls.example", "TLSv1.2", 2),
     ("198.51.100.7", "relay.partner.example", None, 1),
-    ("2001:db8::25", "v6.sender.example", "TLSv1.3", 1),
+    ("2001:db8::25", "v6.modern.example", "TLSv1.3", 1),
 ]
+KEY = rsa_key(2048)
+ZONE = {
+    "sender.example": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all")],
+    "_dmarc.sender.example": [("TXT", "v=DMARC1; p=reject")],
+    "s1._domainkey.sender.example": [("TXT", KEY.record)],
+}
 
 
 def section(title: str) -> None:
@@ -39,6 +52,8 @@ def section(title: str) -> None:
 
 
 def main() -> int:
+    dns = DnsServer(ZONE).start()
+    CONFIG["dns"] = {"nameservers": [dns.nameserver], "timeout": 1.0}
     stack = Stack(CONFIG)
     print(f"starting Postfix (127.0.0.1:{stack.postfix.port}) + mailpolicy (unix:{stack.milter.socket})")
     stack.start()
@@ -51,9 +66,13 @@ def main() -> int:
             if tls:
                 c.starttls(tls)
             for _ in range(count):
-                r = c.send(
-                    unique_sender("demo", (name or "localhost").split(".", 1)[-1]), ["user@rcpt.example"]
-                )
+                domain = (name or "localhost.example").split(".", 1)[-1]
+                sender = unique_sender("demo", domain)
+                body = message(sender, ["user@rcpt.example"]).encode()
+                if domain == "legacy.example":  # DKIM-signed for sender.example: authenticated
+                    sender = unique_sender("news", "sender.example")
+                    body = sign(message(sender, ["user@rcpt.example"]).encode(), "sender.example", "s1", KEY)
+                r = c.send(sender, ["user@rcpt.example"], body)
                 print(f"  {addr:<14} {tls or 'plaintext':<9} -> {'accepted' if r.accepted else r}")
             c.quit()
         expected = sum(n for *_, n in SAMPLE)
@@ -107,8 +126,16 @@ def main() -> int:
         for line in m.metrics_text().splitlines():
             if line.startswith("mailpolicy_policy_decisions_total") and 'mode="monitor"' in line:
                 print("  " + line)
+        section(f"mailpolicy report {stack.milter.log_file.name}: which mail would I lose?")
+        sys.stdout.flush()
+        report_main([str(stack.milter.log_file)])
+        html = Path.cwd() / "artifacts" / "demo-report.html"
+        html.parent.mkdir(exist_ok=True)
+        report_main(["--format", "html", "--output", str(html), str(stack.milter.log_file)])
+        print(f"\nHTML version of this report: {html}")
     finally:
         stack.stop()
+        dns.stop()
         print("\nstopped Postfix and mailpolicy; removed", stack.dir)
     return 0
 

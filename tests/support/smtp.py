@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import smtplib
 import ssl
 import uuid
@@ -27,7 +28,8 @@ def unique_sender(tag: str, domain: str = "sender.example") -> str:
 def message(sender: str, rcpts: list[str], subject: str = "test", body: str = "hello\r\n") -> str:
     return (
         f"From: <{sender}>\r\nTo: {', '.join(f'<{r}>' for r in rcpts)}\r\n"
-        f"Subject: {subject}\r\nMessage-ID: <{uuid.uuid4().hex}@sender.example>\r\n\r\n{body}"
+        f"Subject: {subject}\r\nDate: {email.utils.formatdate()}\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@sender.example>\r\n\r\n{body}"
     )
 
 
