@@ -110,7 +110,7 @@ def main() -> int:
             )
         section("would-reject counts from /metrics (monitor mode: nothing was refused)")
         m = stack.milter
-        for policy in ("require_starttls", "tls_min_version"):
+        for policy in ("require_starttls", "tls_min_version", "spf", "dmarc"):
             would = m.metric(
                 "mailpolicy_policy_decisions_total", policy=policy, mode="monitor", action="reject"
             )
