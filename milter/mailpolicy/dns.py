@@ -99,10 +99,27 @@ class Resolver:
         self._r = r
         self.timeout = timeout
         self.nameservers = tuple(nameservers)
+        # In front of dnspython's cache, for positive answers only: (name as asked, type) -> our
+        # Answer and dnspython's expiration for it (now + the smallest TTL), so that a warm lookup
+        # skips name parsing and the resolution machinery but expires exactly when dnspython's
+        # cached copy does. Shared, bounded like the cache behind it.
+        self._hits: dict[tuple[str, str], tuple[Answer, float]] = {}
+        self._hits_size = cache_size
+        self._hits_lock = threading.Lock()
 
     def clear_cache(self) -> None:
         if self._r.cache is not None:
             self._r.cache.flush()
+        with self._hits_lock:
+            self._hits.clear()
+
+    def _remember(self, key: tuple[str, str], answer: Answer, expiration: float) -> None:
+        with self._hits_lock:
+            hits = self._hits
+            hits.pop(key, None)
+            while hits and len(hits) >= self._hits_size:
+                del hits[next(iter(hits))]  # oldest first
+            hits[key] = (answer, expiration)
 
     def query(self, name: str | bytes, rdtype: str, timeout: float | None = None) -> Answer:
         """Look up ``name``/``rdtype``; never raises. Records DNS failures for :func:`collect_errors`."""
@@ -111,16 +128,24 @@ class Resolver:
         label = rdtype if rdtype in _TYPES else "other"
         lifetime = self.timeout if timeout is None else max(0.05, min(timeout, self.timeout))
         t0 = time.perf_counter()
+        key = (name, rdtype)
+        hit = self._hits.get(key)
+        if hit is not None and hit[1] > time.time():
+            metrics.child(metrics.DNS_QUERIES, label, "ok").inc()
+            metrics.child(metrics.DNS_SECONDS, label).observe(time.perf_counter() - t0)
+            return hit[0]
         try:
             qname = dns.name.from_text(name.rstrip(".") + ".")
         except Exception:  # label too long, empty label, bad IDNA: no such name can exist
-            metrics.DNS_QUERIES.labels(label, "nxdomain").inc()
+            metrics.child(metrics.DNS_QUERIES, label, "nxdomain").inc()
             return Answer("nxdomain", error="invalid name")
         try:
             ans = self._r.resolve(qname, rdtype, lifetime=lifetime, search=False)
             result = Answer("ok", tuple(ans) if ans.rrset is not None else ())
             if not result.records:
                 result = Answer("nodata")
+            elif self._r.cache is not None:
+                self._remember(key, result, ans.expiration)
         except dns.resolver.NXDOMAIN:
             result = Answer("nxdomain")
         except dns.resolver.NoAnswer:
@@ -131,8 +156,8 @@ class Resolver:
             result = Answer("servfail", error="servfail")
         except Exception as exc:  # malformed answer, network error, ...
             result = Answer("error", error=f"{type(exc).__name__}")
-        metrics.DNS_QUERIES.labels(label, result.outcome).inc()
-        metrics.DNS_SECONDS.labels(label).observe(time.perf_counter() - t0)
+        metrics.child(metrics.DNS_QUERIES, label, result.outcome).inc()
+        metrics.child(metrics.DNS_SECONDS, label).observe(time.perf_counter() - t0)
         if result.failed:
             note_error(f"{rdtype} {name.rstrip('.')}: {result.outcome}")
         return result
