@@ -252,3 +252,28 @@ def test_fast_int_conversions_match_dkimpy() -> None:
     for size in (0, 1, 2, 255, 256, 512):
         b = rng.randbytes(size)
         assert dkim._str2int(b) == str2int(b) == dkim._str2int(bytearray(b))
+
+
+def test_message_without_signature_field_is_not_parsed(
+    dns: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No "dkim-signature" anywhere (any case): no result, without building dkimpy's parse; a
+    field in any case still goes through the full path."""
+    parsed: list[bytes] = []
+    real = dkimpy.DKIM.__init__
+
+    def spy(self: object, message: bytes, *a: object, **kw: object) -> None:
+        parsed.append(message)
+        real(self, message, *a, **kw)
+
+    monkeypatch.setattr(dkimpy.DKIM, "__init__", spy)
+    assert verify(dkimkeys.message()) == []
+    assert verify(b"Broken header line\r\n\r\nbody mentions DKIM signatures\r\n") == []
+    assert parsed == []
+    dns.add("sel._domainkey.example.org", "TXT", dkimkeys.rsa_key().record)
+    msg = signed().replace(b"DKIM-Signature:", b"dKiM-sIgNaTuRe:", 1)
+    parsed.clear()  # signing parses too
+    assert verify(msg) == [("pass", "")]
+    broken = b"dkim-signature: v=1; d=example.org; s=sel; b=abc\r\nBroken header line\r\n\r\nbody\r\n"
+    assert [r.result for r in dkim.verify(broken, 5, 1024, 0.3)] == ["permerror"]
+    assert len(parsed) == 2
