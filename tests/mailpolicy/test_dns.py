@@ -213,3 +213,34 @@ def test_warm_answers_are_bounded_and_flushed(dns_server: DnsServer) -> None:
     uncached.query("n0.example", "A")
     assert not uncached._hits and dns_server.queries.count(("n0.example", "A")) == 4
     dns_server.clear()
+
+
+def test_warm_negative_answers_follow_dnspython_negative_cache(
+    dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NXDOMAIN and NODATA are served from memory while dnspython's negative entry lives (300 s:
+    this server sends no SOA), counted with their outcome; SERVFAIL is never kept."""
+    import time
+
+    dns_server.clear()
+    dns_server.add("exists.example", "TXT", "v=spf1 -all")
+    dns_server.servfail("broken.example")
+    r = mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.5, 100)
+    nx, nodata, fail = _count("TXT", "nxdomain"), _count("A", "nodata"), _count("TXT", "servfail")
+    for _ in range(3):
+        assert r.query("missing.example", "TXT").outcome == "nxdomain"
+        assert r.query("exists.example", "A").outcome == "nodata"
+        assert r.query("broken.example", "TXT").outcome == "servfail"
+    assert dns_server.queries.count(("missing.example", "TXT")) == 1
+    assert dns_server.queries.count(("exists.example", "A")) == 1
+    assert dns_server.queries.count(("broken.example", "TXT")) == 3
+    assert _count("TXT", "nxdomain") == nx + 3 and _count("A", "nodata") == nodata + 3
+    assert _count("TXT", "servfail") == fail + 3
+    dns_server.add("missing.example", "TXT", "v=spf1 +all")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 299)
+    assert r.query("missing.example", "TXT").outcome == "nxdomain"
+    monkeypatch.setattr(time, "time", lambda: now + 301)
+    assert r.query("missing.example", "TXT").txt() == [b"v=spf1 +all"]
+    monkeypatch.undo()
+    dns_server.clear()
