@@ -20,9 +20,9 @@ from mailpolicy.auth import dkim as auth_dkim
 from mailpolicy.auth import dmarc as auth_dmarc
 from mailpolicy.auth import header as auth_header
 from mailpolicy.auth import spf as auth_spf
-from mailpolicy.checks import CHECKS, Stage
+from mailpolicy.checks import CHECKS, CheckSpec, Stage
 from mailpolicy.config import Config
-from mailpolicy.model import Action, Decision
+from mailpolicy.model import Action, Decision, PolicyConfig
 from mailpolicy.state import Connection, Transaction, parse_ip
 from mailpolicy.tls import TLS_MACROS, clean, from_macros
 
@@ -64,7 +64,7 @@ def guarded(name: str, replies: bool = True) -> Callable[[F], F]:
             try:
                 return func(self, *args)
             except Exception:
-                metrics.CALLBACK_ERRORS.labels(name).inc()
+                metrics.child(metrics.CALLBACK_ERRORS, name).inc()
                 txn = self.conn.current
                 log.exception(
                     "callback failed",
@@ -80,7 +80,7 @@ def guarded(name: str, replies: bool = True) -> Callable[[F], F]:
             finally:
                 if name != "close":
                     self.conn.last_stage = name
-                metrics.CALLBACK_SECONDS.labels(name).observe(time.perf_counter() - t0)
+                metrics.child(metrics.CALLBACK_SECONDS, name).observe(time.perf_counter() - t0)
 
         return wrapper  # type: ignore[return-value]
 
@@ -92,13 +92,19 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
 
     config: ClassVar[Config]
     needs_message: ClassVar[bool] = False
+    # Derived from the config once, in configure(): the active checks of each stage, in config order.
+    auth_active: ClassVar[bool] = False
+    mail_checks: ClassVar[tuple[tuple[CheckSpec, PolicyConfig], ...]] = ()
+    eom_checks: ClassVar[tuple[tuple[CheckSpec, PolicyConfig], ...]] = ()
 
     @classmethod
     def configure(cls, config: Config) -> None:
         cls.config = config
-        cls.needs_message = config.auth_active or any(
-            CHECKS[p.name].stage is Stage.EOM for p in config.active()
-        )
+        active = [(CHECKS[p.name], p) for p in config.active()]
+        cls.auth_active = config.auth_active
+        cls.mail_checks = tuple((spec, p) for spec, p in active if spec.stage is Stage.MAIL)
+        cls.eom_checks = tuple((spec, p) for spec, p in active if spec.stage is Stage.EOM)
+        cls.needs_message = cls.auth_active or bool(cls.eom_checks)
 
     def __init__(self) -> None:
         self.conn = Connection()
@@ -165,9 +171,9 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         txn.outcome, txn.stage = outcome, stage
         self.conn.outcomes[outcome] += 1
         self.conn.current = None
-        metrics.TRANSACTIONS.labels(outcome).inc()
+        metrics.child(metrics.TRANSACTIONS, outcome).inc()
         if stage == "eom":
-            metrics.MESSAGES.labels(txn.final_action).inc()
+            metrics.child(metrics.MESSAGES, txn.final_action).inc()
         events.emit(txn.record())
 
     # -- callbacks ----------------------------------------------------------------------------
@@ -203,12 +209,10 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         self._refresh_tls()
         txn.tls = c.tls
         txn.auth_user = clean(self._macro("{auth_authen}"))
-        if self.config.auth_active:
+        if self.auth_active:
             self._check_spf(txn)
-        for cfg in self.config.active():
-            spec = CHECKS[cfg.name]
-            if spec.stage is Stage.MAIL:
-                txn.decisions[cfg.name] = policy.evaluate(spec, cfg, txn)
+        for spec, cfg in self.mail_checks:
+            txn.decisions[cfg.name] = policy.evaluate(spec, cfg, txn)
         # Refuse at MAIL unless a recipient exemption means we must look at each RCPT first.
         now = policy.strongest(
             d for d in txn.decisions.values() if not self.config.policies[d.policy].exempt.recipients
@@ -270,7 +274,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
                 c.helo[-1] if c.helo else None,
                 self.config.auth.spf_timeout,
             )
-        metrics.AUTH_RESULTS.labels("spf", txn.auth.spf.result).inc()
+        metrics.child(metrics.AUTH_RESULTS, "spf", txn.auth.spf.result).inc()
 
     def _check_message(self, txn: Transaction) -> None:
         """DKIM and DMARC at end of message."""
@@ -291,15 +295,15 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
                 froms = [v for n, v in txn.headers if n.strip().lower() == "from"]
                 a.dmarc, a.header_from_domain = auth_dmarc.evaluate(froms, a.spf, a.dkim)
         except Exception:  # the auth modules never raise by design; never lose the message if they do
-            metrics.CHECK_ERRORS.labels("auth").inc()
+            metrics.child(metrics.CHECK_ERRORS, "auth").inc()
             log.exception(
                 "authentication failed; dmarc is temperror",
                 extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": "auth"},
             )
             a.dmarc = DmarcResult("temperror", reason="internal error")
         for d in a.dkim:
-            metrics.AUTH_RESULTS.labels("dkim", d.result).inc()
-        metrics.AUTH_RESULTS.labels("dmarc", a.dmarc.result).inc()
+            metrics.child(metrics.AUTH_RESULTS, "dkim", d.result).inc()
+        metrics.child(metrics.AUTH_RESULTS, "dmarc", a.dmarc.result).inc()
 
     def _hvalue(self, value: str) -> str:
         """A value for addheader: with P_HDR_LEADSPC negotiated the MTA writes it verbatim after
@@ -319,7 +323,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
             value = auth_header.fold(auth_header.build(authserv_id, txn.auth))
             self.addheader(auth_header.NAME, self._hvalue(value), 0)
         except Exception:  # e.g. the MTA refused the header actions: keep the decisions
-            metrics.CALLBACK_ERRORS.labels("eom").inc()
+            metrics.child(metrics.CALLBACK_ERRORS, "eom").inc()
             log.exception(
                 "could not write the Authentication-Results header",
                 extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "callback": "eom"},
@@ -335,11 +339,9 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         c.messages += 1
         self._check_message(txn)
         at_eom = []
-        for cfg in self.config.active():
-            spec = CHECKS[cfg.name]
-            if spec.stage is Stage.EOM:
-                txn.decisions[cfg.name] = d = policy.evaluate(spec, cfg, txn)
-                at_eom.append(d)
+        for spec, cfg in self.eom_checks:
+            txn.decisions[cfg.name] = d = policy.evaluate(spec, cfg, txn)
+            at_eom.append(d)
         # MAIL-stage decisions were applied at MAIL or per RCPT already; only EOM checks act here.
         now = policy.strongest(at_eom)
         if now is not None and now.action in _RC_OF:
@@ -376,6 +378,8 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
             # does this around XCLIENT and for clients that leave before the greeting).
             log.debug("milter connection closed before connect", extra={"conn_id": c.conn_id})
             return CONTINUE
-        metrics.CONNECTIONS.labels("true" if c.tls else "false", c.tls.version if c.tls else "none").inc()
+        metrics.child(
+            metrics.CONNECTIONS, "true" if c.tls else "false", c.tls.version if c.tls else "none"
+        ).inc()
         events.emit(c.record(time.time()))
         return CONTINUE

@@ -26,6 +26,7 @@ from typing import Any
 import dns.exception
 import dns.name
 import dns.nameserver
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
@@ -84,6 +85,10 @@ class Answer:
         return [b"".join(r.strings) for r in self.records if hasattr(r, "strings")]
 
 
+_NXDOMAIN = Answer("nxdomain")
+_NODATA = Answer("nodata")
+
+
 class Resolver:
     """A dnspython resolver with a shared cache. Thread-safe once built (its settings never change)."""
 
@@ -99,10 +104,43 @@ class Resolver:
         self._r = r
         self.timeout = timeout
         self.nameservers = tuple(nameservers)
+        # In front of dnspython's cache: (name as asked, type) -> our Answer (ok, nxdomain, nodata)
+        # and the expiration of dnspython's cached entry for it (now + the smallest TTL, or the
+        # negative TTL), so that a warm lookup skips name parsing and the resolution machinery but
+        # expires exactly when dnspython's cached copy does. Failures are never kept. Shared,
+        # bounded like the cache behind it.
+        self._hits: dict[tuple[str, str], tuple[Answer, float]] = {}
+        self._hits_size = cache_size
+        self._hits_lock = threading.Lock()
 
     def clear_cache(self) -> None:
         if self._r.cache is not None:
             self._r.cache.flush()
+        with self._hits_lock:
+            self._hits.clear()
+
+    def _remember_negative(
+        self, key: tuple[str, str], qname: dns.name.Name, cached_type: Any, answer: Answer
+    ) -> None:
+        """A negative answer expires when dnspython's negative cache entry for it does (NXDOMAIN
+        is cached for any type, NODATA for the type asked); nothing is kept when it kept nothing."""
+        cache = self._r.cache
+        if cache is None:
+            return
+        try:
+            entry = cache.get((qname, dns.rdatatype.RdataType.make(cached_type), dns.rdataclass.IN))
+        except Exception:  # an unknown type name: leave it to dnspython
+            return
+        if entry is not None:
+            self._remember(key, answer, entry.expiration)
+
+    def _remember(self, key: tuple[str, str], answer: Answer, expiration: float) -> None:
+        with self._hits_lock:
+            hits = self._hits
+            hits.pop(key, None)
+            while hits and len(hits) >= self._hits_size:
+                del hits[next(iter(hits))]  # oldest first
+            hits[key] = (answer, expiration)
 
     def query(self, name: str | bytes, rdtype: str, timeout: float | None = None) -> Answer:
         """Look up ``name``/``rdtype``; never raises. Records DNS failures for :func:`collect_errors`."""
@@ -111,28 +149,38 @@ class Resolver:
         label = rdtype if rdtype in _TYPES else "other"
         lifetime = self.timeout if timeout is None else max(0.05, min(timeout, self.timeout))
         t0 = time.perf_counter()
+        key = (name, rdtype)
+        hit = self._hits.get(key)
+        if hit is not None and hit[1] > time.time():
+            metrics.child(metrics.DNS_QUERIES, label, hit[0].outcome).inc()
+            metrics.child(metrics.DNS_SECONDS, label).observe(time.perf_counter() - t0)
+            return hit[0]
         try:
             qname = dns.name.from_text(name.rstrip(".") + ".")
         except Exception:  # label too long, empty label, bad IDNA: no such name can exist
-            metrics.DNS_QUERIES.labels(label, "nxdomain").inc()
+            metrics.child(metrics.DNS_QUERIES, label, "nxdomain").inc()
             return Answer("nxdomain", error="invalid name")
         try:
             ans = self._r.resolve(qname, rdtype, lifetime=lifetime, search=False)
             result = Answer("ok", tuple(ans) if ans.rrset is not None else ())
             if not result.records:
                 result = Answer("nodata")
+            elif self._r.cache is not None:
+                self._remember(key, result, ans.expiration)
         except dns.resolver.NXDOMAIN:
-            result = Answer("nxdomain")
+            result = _NXDOMAIN
+            self._remember_negative(key, qname, dns.rdatatype.ANY, result)
         except dns.resolver.NoAnswer:
-            result = Answer("nodata")
+            result = _NODATA
+            self._remember_negative(key, qname, rdtype, result)
         except dns.exception.Timeout:
             result = Answer("timeout", error="timeout")
         except dns.resolver.NoNameservers:
             result = Answer("servfail", error="servfail")
         except Exception as exc:  # malformed answer, network error, ...
             result = Answer("error", error=f"{type(exc).__name__}")
-        metrics.DNS_QUERIES.labels(label, result.outcome).inc()
-        metrics.DNS_SECONDS.labels(label).observe(time.perf_counter() - t0)
+        metrics.child(metrics.DNS_QUERIES, label, result.outcome).inc()
+        metrics.child(metrics.DNS_SECONDS, label).observe(time.perf_counter() - t0)
         if result.failed:
             note_error(f"{rdtype} {name.rstrip('.')}: {result.outcome}")
         return result

@@ -16,6 +16,8 @@ from mailpolicy.model import iso
 
 EVENTS = logging.getLogger("mailpolicy.event")
 _DIAG_FIELDS = ("conn_id", "queue_id", "callback", "check", "policy", "path", "error")
+# What json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=str) builds on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,7 +44,7 @@ class JsonFormatter(logging.Formatter):
                     out[key] = value
             if record.exc_info:
                 out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=str)
+        return _ENCODER.encode(out)
 
 
 def setup(host: str, stdout: bool, file: str, level: str) -> None:

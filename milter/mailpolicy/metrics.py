@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import platform
+from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client.metrics import MetricWrapperBase
 
 from mailpolicy import __version__
 
@@ -98,3 +100,22 @@ DKIM_SKIPPED = Counter(
     "mailpolicy_dkim_signatures_skipped",
     "DKIM signatures not verified because the message carried more than auth.dkim_max_signatures",
 )
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+_MAX_CHILDREN = 4096
+
+
+def child(metric: M, *values: str) -> M:
+    """``metric.labels(*values)``, looked up once per label set: ``labels()`` takes a lock and
+    rebuilds its key on every call. The child is created on first use, as with ``labels()``, so
+    no series appears before it is counted. Label sets are bounded by design; past a cap the
+    lookup simply is not cached."""
+    key = (metric, values)
+    found: M | None = _children.get(key)
+    if found is None:
+        found = metric.labels(*values)
+        if len(_children) < _MAX_CHILDREN:
+            _children[key] = found
+    return found

@@ -28,14 +28,14 @@ def run_check(spec: CheckSpec, cfg: PolicyConfig, txn: Transaction) -> Verdict:
     try:
         return spec.run(txn, cfg)
     except Exception as exc:
-        metrics.CHECK_ERRORS.labels(spec.name).inc()
+        metrics.child(metrics.CHECK_ERRORS, spec.name).inc()
         log.exception(
             "check raised; result is temperror",
             extra={"conn_id": txn.conn.conn_id, "queue_id": txn.queue_id, "check": spec.name},
         )
         return Verdict("temperror", details={"error": f"{type(exc).__name__}: {exc}"[:300]})
     finally:
-        metrics.CHECK_SECONDS.labels(spec.name).observe(time.perf_counter() - t0)
+        metrics.child(metrics.CHECK_SECONDS, spec.name).observe(time.perf_counter() - t0)
 
 
 def decide(cfg: PolicyConfig, verdict: Verdict, txn: Transaction) -> Decision:
@@ -89,6 +89,6 @@ def settle_recipients(d: Decision, rcpt_total: int, rcpt_exempt: int) -> None:
 
 
 def count(d: Decision) -> None:
-    metrics.POLICY_DECISIONS.labels(d.policy, d.mode.value, d.result, d.action.value).inc()
+    metrics.child(metrics.POLICY_DECISIONS, d.policy, d.mode.value, d.result, d.action.value).inc()
     if d.exempt:
-        metrics.POLICY_EXEMPTIONS.labels(d.policy, d.exempt).inc()
+        metrics.child(metrics.POLICY_EXEMPTIONS, d.policy, d.exempt).inc()

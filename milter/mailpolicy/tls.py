@@ -19,7 +19,9 @@ def clean(value: object, limit: int = _MAX_LEN) -> str | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    text = "".join(c if c.isprintable() else "?" for c in str(value).strip())
+    text = str(value).strip()
+    if not text.isprintable():  # the usual case skips the per-character walk
+        text = "".join(c if c.isprintable() else "?" for c in text)
     return text[:limit] or None
 
 

@@ -166,3 +166,81 @@ def test_setup_dns_reads_resolv_conf_only_when_unconfigured(
     conf.write_text("# nothing\n")
     with pytest.raises(server.StartupError, match="lists no nameserver"):
         server.setup_dns(config.parse({}))
+
+
+def test_warm_answers_are_counted_and_expire_with_their_ttl(
+    dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Positive answers are served from memory until dnspython's expiration (TTL 300 here); every
+    lookup is still counted; after the TTL the record is fetched again (and may have changed)."""
+    import time
+
+    dns_server.clear()
+    dns_server.add("ttl.example", "TXT", "v=spf1 -all")
+    r = mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.5, 100)
+    before = _count("TXT", "ok")
+    first = r.query("ttl.example", "TXT")
+    assert r.query("ttl.example", "TXT") == first and r.query(b"ttl.example", "TXT") == first
+    assert first.txt() == [b"v=spf1 -all"]
+    assert dns_server.queries.count(("ttl.example", "TXT")) == 1
+    assert _count("TXT", "ok") == before + 3
+    dns_server.clear()
+    dns_server.add("ttl.example", "TXT", "v=spf1 +all")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 299)
+    assert r.query("ttl.example", "TXT").txt() == [b"v=spf1 -all"]
+    monkeypatch.setattr(time, "time", lambda: now + 301)
+    assert r.query("ttl.example", "TXT").txt() == [b"v=spf1 +all"]
+    assert dns_server.queries.count(("ttl.example", "TXT")) == 1  # cleared with the records above
+    monkeypatch.undo()
+    dns_server.clear()
+
+
+def test_warm_answers_are_bounded_and_flushed(dns_server: DnsServer) -> None:
+    dns_server.clear()
+    for i in range(4):
+        dns_server.add(f"n{i}.example", "A", f"192.0.2.{i + 1}")
+    r = mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.5, 2)
+    for i in range(4):
+        assert r.query(f"n{i}.example", "A").outcome == "ok"
+    assert len(r._hits) == 2
+    r.clear_cache()
+    assert not r._hits
+    assert r.query("n0.example", "A").records[0].address == "192.0.2.1"
+    assert dns_server.queries.count(("n0.example", "A")) == 2
+    uncached = mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.5, 0)
+    uncached.query("n0.example", "A")
+    uncached.query("n0.example", "A")
+    assert not uncached._hits and dns_server.queries.count(("n0.example", "A")) == 4
+    dns_server.clear()
+
+
+def test_warm_negative_answers_follow_dnspython_negative_cache(
+    dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NXDOMAIN and NODATA are served from memory while dnspython's negative entry lives (300 s:
+    this server sends no SOA), counted with their outcome; SERVFAIL is never kept."""
+    import time
+
+    dns_server.clear()
+    dns_server.add("exists.example", "TXT", "v=spf1 -all")
+    dns_server.servfail("broken.example")
+    r = mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.5, 100)
+    nx, nodata, fail = _count("TXT", "nxdomain"), _count("A", "nodata"), _count("TXT", "servfail")
+    for _ in range(3):
+        assert r.query("missing.example", "TXT").outcome == "nxdomain"
+        assert r.query("exists.example", "A").outcome == "nodata"
+        assert r.query("broken.example", "TXT").outcome == "servfail"
+    assert dns_server.queries.count(("missing.example", "TXT")) == 1
+    assert dns_server.queries.count(("exists.example", "A")) == 1
+    assert dns_server.queries.count(("broken.example", "TXT")) == 3
+    assert _count("TXT", "nxdomain") == nx + 3 and _count("A", "nodata") == nodata + 3
+    assert _count("TXT", "servfail") == fail + 3
+    dns_server.add("missing.example", "TXT", "v=spf1 +all")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 299)
+    assert r.query("missing.example", "TXT").outcome == "nxdomain"
+    monkeypatch.setattr(time, "time", lambda: now + 301)
+    assert r.query("missing.example", "TXT").txt() == [b"v=spf1 +all"]
+    monkeypatch.undo()
+    dns_server.clear()

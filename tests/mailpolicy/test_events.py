@@ -43,3 +43,33 @@ def test_file_is_reopened_after_logrotate_moves_it(tmp_path: Path) -> None:
     events.emit({"event": "connection", "n": 2})
     assert json.loads(log.read_text())["n"] == 2
     assert json.loads((tmp_path / "events.log.1").read_text())["n"] == 1
+
+
+def test_iso_matches_datetime_isoformat() -> None:
+    """model.iso caches the formatted second: the text stays what datetime.isoformat gives,
+    including around second boundaries (microsecond rounding) and for old or far dates."""
+    import random
+    import time
+    from datetime import UTC, datetime
+
+    from mailpolicy.model import iso
+
+    def ref(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    now = int(time.time())
+    rng = random.Random(3339)
+    stamps = [0.0, float(now), now + 0.9999996, now - 0.0000004, now + 0.0005, now + 0.9995]
+    stamps += [now + rng.random() * 5 for _ in range(2000)]
+    stamps += [rng.uniform(-6e10, 2.5e11) for _ in range(2000)]
+    for ts in stamps:
+        assert iso(ts) == ref(ts), ts
+    assert iso(1795665906.789) == "2026-11-26T04:05:06.789Z"
+
+
+def test_event_encoding_is_compact_unsorted_and_unescaped(tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    events.setup("mx9.example", stdout=False, file=str(log), level="info")
+    events.emit({"event": "transaction", "z": 1, "a": {"ü": [1.5, None, True]}, "p": Path("/x")})
+    line = log.read_text(encoding="utf-8").splitlines()[0]
+    assert line.endswith(',"schema":1,"event":"transaction","z":1,"a":{"ü":[1.5,null,true]},"p":"/x"}')

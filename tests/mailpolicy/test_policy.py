@@ -97,3 +97,23 @@ def test_settle_recipients() -> None:
     d = Decision("p", Mode.ENFORCE, "fail", Action.REJECT)
     policy.settle_recipients(d, rcpt_total=2, rcpt_exempt=1)
     assert d.action is Action.REJECT and d.exempt is None
+
+
+def test_metric_children_are_cached_and_created_on_first_use() -> None:
+    from prometheus_client import REGISTRY
+
+    from mailpolicy import metrics
+
+    def value() -> float | None:
+        return REGISTRY.get_sample_value(
+            "mailpolicy_policy_decisions_total",
+            {"policy": "cache-test", "mode": "monitor", "result": "x", "action": "continue"},
+        )
+
+    assert value() is None  # no series before its first count
+    first = metrics.child(metrics.POLICY_DECISIONS, "cache-test", "monitor", "x", "continue")
+    assert first is metrics.POLICY_DECISIONS.labels("cache-test", "monitor", "x", "continue")
+    assert metrics.child(metrics.POLICY_DECISIONS, "cache-test", "monitor", "x", "continue") is first
+    first.inc()
+    metrics.child(metrics.POLICY_DECISIONS, "cache-test", "monitor", "x", "continue").inc()
+    assert value() == 2.0

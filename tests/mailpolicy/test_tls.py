@@ -80,3 +80,24 @@ def test_control_characters_and_length_are_bounded() -> None:
     t = from_macros(macros(tls_version="TLSv1.2", cert_subject="CN=x\r\nInjected: yes" + "A" * 1000))
     assert t is not None and t.cert_subject is not None
     assert "\n" not in t.cert_subject and len(t.cert_subject) == 256
+
+
+def test_clean_matches_the_per_character_rule() -> None:
+    import random
+
+    from mailpolicy.tls import clean
+
+    def ref(value: object, limit: int = 256) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        return "".join(c if c.isprintable() else "?" for c in str(value).strip())[:limit] or None
+
+    rng = random.Random(5321)
+    alphabet = "abc XYZ.-@<>\t\r\n\x00\x7f\u00e9\u200b\u2028\udcc3 "
+    samples: list[object] = [None, "", "  ", b"mx.example\xff", 42, "ok.example", "caf\udcc3\udca9"]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40))) for _ in range(3000)]
+    for value in samples:
+        for limit in (256, 8, 1):
+            assert clean(value, limit) == ref(value, limit), (value, limit)

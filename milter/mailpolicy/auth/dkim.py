@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import dkim as dkimpy
+import dkim.crypto
 from dkim.util import parse_tag_value
 
 from mailpolicy import dns, metrics
@@ -28,6 +32,28 @@ from mailpolicy.auth import DkimResult
 log = logging.getLogger("mailpolicy.auth.dkim")
 
 _SIG_RE = re.compile(rb"^dkim-signature$", re.I)
+
+
+# dkimpy's RSA verification converts between byte strings and integers one byte at a time in
+# Python (dkim.crypto.str2int/int2str, three calls of 256 steps per RSA-2048 signature). These are
+# the same functions on int.from_bytes/int.to_bytes, installed once into dkim.crypto (whose
+# RSASSA functions look them up as module globals).
+def _str2int(s: bytes | bytearray) -> int:
+    """dkim.crypto.str2int: a big-endian byte string as a non-negative integer."""
+    return int.from_bytes(bytearray(s), "big")
+
+
+def _int2str(n: int, length: int = -1) -> bytearray:
+    """dkim.crypto.int2str: big-endian bytes of ``n``; with ``length`` exactly that many bytes
+    (dkimpy keeps the low-order ``length`` bytes when ``n`` is larger)."""
+    assert n >= 0
+    if length < 0:
+        return bytearray(n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big"))
+    return bytearray((n & ((1 << (8 * length)) - 1)).to_bytes(length, "big"))
+
+
+dkim.crypto.str2int = _str2int
+dkim.crypto.int2str = _int2str
 
 
 def _text(value: Any) -> str | None:
@@ -76,6 +102,9 @@ def verify(
     message: bytes, max_signatures: int, min_key_bits: int, timeout: float, truncated: bool = False
 ) -> list[DkimResult]:
     """Verify every DKIM signature of ``message`` (CRLF line ends) up to the cap. Never raises."""
+    if b"dkim-signature" not in message.lower():
+        # No field can be a signature, whether dkimpy parses the message or not: skip the parse.
+        return []
     try:
         d = dkimpy.DKIM(message, minkey=min_key_bits, timeout=timeout)
         sigs = [v for k, v in d.headers if _SIG_RE.match(k)]
@@ -94,6 +123,79 @@ def verify(
             log.warning("dkim verification raised %s: %s", type(exc).__name__, exc)
             results.append(_base(_rough_tags(sigs[idx]), "permerror", f"internal error: {exc}"))
     return results
+
+
+@dataclass(frozen=True)
+class _KeyRecord:
+    """What a key record's text says, parsed once (a pure function of the text)."""
+
+    revoked: bool
+    for_email: bool
+    strict: bool  # t=s
+    hashes: tuple[bytes, ...] | None  # h=, lower case; None when absent
+    record: bytes  # what dkimpy's evaluate_pk is given (s= left out)
+
+
+_CACHE_SIZE = 1024
+_records: OrderedDict[bytes, _KeyRecord] = OrderedDict()
+_keys: OrderedDict[bytes, tuple[Any, Any, Any, Any]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cached(cache: OrderedDict[bytes, Any], key: bytes) -> Any:
+    with _cache_lock:
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+        return hit
+
+
+def _remember(cache: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
+    with _cache_lock:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+
+
+def clear_key_cache() -> None:
+    with _cache_lock:
+        _records.clear()
+        _keys.clear()
+
+
+def _key_record(txt: bytes) -> _KeyRecord:
+    """Parse a key record (raises on a malformed one, which is never cached). Cached by its text:
+    the DNS answer itself stays TTL-bound in the resolver cache, a changed record is a new entry."""
+    hit: _KeyRecord | None = _cached(_records, txt)
+    if hit is not None:
+        return hit
+    tags = dict(parse_tag_value(txt))
+    services = [x.strip().lower() for x in tags.get(b"s", b"*").split(b":")]
+    flags = [x.strip().lower() for x in tags.get(b"t", b"").split(b":")]
+    hashes = tags.get(b"h")
+    rec = _KeyRecord(
+        revoked=tags.get(b"p", b"x").strip() == b"",
+        for_email=b"*" in services or b"email" in services,
+        strict=b"s" in flags,
+        hashes=None if hashes is None else tuple(h.strip().lower() for h in hashes.split(b":")),
+        # dkimpy compares s= as a whole string; it was checked as RFC 6376 3.6.1 says.
+        record=b"; ".join(k + b"=" + v for k, v in tags.items() if k != b"s"),
+    )
+    _remember(_records, txt, rec)
+    return rec
+
+
+def _public_key(name: bytes, record: bytes) -> tuple[Any, Any, Any, Any]:
+    """dkimpy's ``evaluate_pk`` (ASN.1 parse of the key), cached by record text. Only successes
+    are cached: a failing record raises again each time, with the same message."""
+    hit: tuple[Any, Any, Any, Any] | None = _cached(_keys, record)
+    if hit is not None:
+        return hit
+    value = tuple(dkimpy.evaluate_pk(name, record))
+    assert len(value) == 4
+    _remember(_keys, record, value)
+    return value
 
 
 def _verify_one(d: Any, idx: int, raw: bytes, timeout: float, truncated: bool) -> DkimResult:
@@ -116,28 +218,23 @@ def _verify_one(d: Any, idx: int, raw: bytes, timeout: float, truncated: bool) -
     if not txt:
         res.reason = "no key for signature"
         return res
-    keytags: dict[bytes, bytes] = {}
     try:
-        keytags = dict(parse_tag_value(txt[0]))
+        key = _key_record(txt[0])
     except Exception:
         res.reason = "malformed key record"
         return res
-    if keytags.get(b"p", b"x").strip() == b"":
+    if key.revoked:
         res.reason = "key revoked"
         return res
-    services = [x.strip().lower() for x in keytags.get(b"s", b"*").split(b":")]
-    if b"*" not in services and b"email" not in services:
+    if not key.for_email:
         res.reason = "key not for email (s=)"
         return res
-    flags = [x.strip().lower() for x in keytags.get(b"t", b"").split(b":")]
     auid = sig.get(b"i")
-    if b"s" in flags and auid is not None and auid.rpartition(b"@")[2].lower() != sig[b"d"].lower():
+    if key.strict and auid is not None and auid.rpartition(b"@")[2].lower() != sig[b"d"].lower():
         res.reason = "key t=s requires i= domain equal to d="
         return res
-    # dkimpy compares s= as a whole string; it was checked above as RFC 6376 3.6.1 says.
-    record = b"; ".join(k + b"=" + v for k, v in keytags.items() if k != b"s")
     try:
-        d.pk, d.keysize, d.ktag, d.seqtlsrpt = dkimpy.evaluate_pk(name, record)
+        d.pk, d.keysize, d.ktag, d.seqtlsrpt = _public_key(name, key.record)
     except Exception as exc:
         res.reason = f"bad key: {exc}"
         return res
@@ -149,10 +246,7 @@ def _verify_one(d: Any, idx: int, raw: bytes, timeout: float, truncated: bool) -
     if alg.split("-", 1)[0] != ktag:
         res.reason = f"key type {ktag} does not match a={alg}"
         return res
-    hashes = keytags.get(b"h")
-    if hashes is not None and alg.split("-")[-1].encode() not in [
-        h.strip().lower() for h in hashes.split(b":")
-    ]:
+    if key.hashes is not None and alg.split("-")[-1].encode() not in key.hashes:
         res.reason = "hash algorithm not allowed by key h="
         return res
     try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import random
 import subprocess
 
 import dkim as dkimpy
+import dkim.crypto as dkim_crypto
 import pytest
 
 from mailpolicy import metrics
@@ -153,3 +155,125 @@ def test_message_bytes_as_received() -> None:
     )
     raw = "caf\udcc3\udca9"  # pymilter's surrogateescape decoding of b"caf\xc3\xa9"
     assert dkim.message_bytes([("S", raw)], b"", leadspc=True) == b"S:caf\xc3\xa9\r\n\r\n"
+
+
+def test_key_cache_gives_the_same_verdicts(dns: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsed keys are cached by record text: the second message is verified without parsing the
+    key again, with the same result, for RSA and Ed25519."""
+    dkim.clear_key_cache()
+    calls: list[bytes] = []
+    real = dkimpy.evaluate_pk
+
+    def counting(name: bytes, record: bytes) -> object:
+        calls.append(record)
+        return real(name, record)
+
+    monkeypatch.setattr(dkimpy, "evaluate_pk", counting)
+    dns.add("sel._domainkey.example.org", "TXT", dkimkeys.rsa_key().record)
+    dns.add("ed._domainkey.example.org", "TXT", dkimkeys.ed25519_key().record)
+    msg = dkimkeys.sign(signed(), "example.org", "ed", dkimkeys.ed25519_key())
+    first = [(r.result, r.bits, r.reason) for r in dkim.verify(msg, 5, 1024, 0.3)]
+    assert first == [("pass", 256, ""), ("pass", 2048, "")]
+    assert len(calls) == 2
+    for _ in range(3):
+        assert [(r.result, r.bits, r.reason) for r in dkim.verify(msg, 5, 1024, 0.3)] == first
+    assert len(calls) == 2
+    tampered = msg.replace(b"Subject: test", b"Subject: tesT")
+    assert verify(tampered) == [("fail", "signature did not verify")] * 2
+    assert len(calls) == 2
+
+
+def test_key_cache_follows_a_changed_record(dns: DnsServer) -> None:
+    """A new record text (key rotated, revoked, restricted, broken) is a new cache entry: verdicts
+    follow the record the resolver returns now."""
+    dkim.clear_key_cache()
+    rsa = dkimkeys.rsa_key()
+    name = "sel._domainkey.example.org"
+    msg = signed()
+
+    def publish(record: str) -> None:
+        dns.clear()
+        dns.add(name, "TXT", record)
+
+    publish(rsa.record)
+    assert verify(msg) == [("pass", "")]
+    publish(dkimkeys.rsa_key(1024).record)  # another key under the same name
+    assert verify(msg) == [("fail", "signature did not verify")]
+    publish(rsa.record.replace("h=sha256", "h=sha1"))
+    assert verify(msg) == [("permerror", "hash algorithm not allowed by key h=")]
+    publish("v=DKIM1; k=rsa; p=")
+    assert verify(msg) == [("permerror", "key revoked")]
+    publish("v=DKIM1; k=rsa; p=bm90IGEga2V5")
+    [(result, why)] = verify(msg)
+    assert result == "permerror" and why.startswith("bad key")
+    [(result, why2)] = verify(msg)  # failures are not cached: the same reason again
+    assert why2 == why
+    publish(rsa.record)
+    assert verify(msg) == [("pass", "")]
+
+
+def test_key_cache_is_bounded(dns: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    dkim.clear_key_cache()
+    monkeypatch.setattr(dkim, "_CACHE_SIZE", 2)
+    rsa = dkimkeys.rsa_key()
+    for extra in ("", "; n=1", "; n=2", "; n=3"):
+        dns.clear()
+        dns.add("sel._domainkey.example.org", "TXT", rsa.record + extra)
+        assert verify(signed()) == [("pass", "")]
+    assert len(dkim._records) == 2 and len(dkim._keys) == 2
+
+
+def test_fast_int_conversions_match_dkimpy() -> None:
+    """The from_bytes/to_bytes versions installed into dkim.crypto behave as dkimpy's loops."""
+
+    def str2int(s: bytes) -> int:
+        r = 0
+        for c in bytearray(s):
+            r = (r << 8) | c
+        return r
+
+    def int2str(n: int, length: int = -1) -> bytearray:
+        r = bytearray()
+        while length < 0 or len(r) < length:
+            r.append(n & 0xFF)
+            n >>= 8
+            if length < 0 and n == 0:
+                break
+        r.reverse()
+        return r
+
+    assert dkim_crypto.int2str is dkim._int2str and dkim_crypto.str2int is dkim._str2int
+    rng = random.Random(8301)
+    for bits in (0, 1, 7, 8, 9, 255, 1024, 2047, 2048, 4096):
+        n = rng.getrandbits(bits) if bits else 0
+        for length in (-1, 0, 1, 2, 128, 256, 257, 512):
+            assert dkim._int2str(n, length) == int2str(n, length)
+            assert type(dkim._int2str(n, length)) is bytearray
+    for size in (0, 1, 2, 255, 256, 512):
+        b = rng.randbytes(size)
+        assert dkim._str2int(b) == str2int(b) == dkim._str2int(bytearray(b))
+
+
+def test_message_without_signature_field_is_not_parsed(
+    dns: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No "dkim-signature" anywhere (any case): no result, without building dkimpy's parse; a
+    field in any case still goes through the full path."""
+    parsed: list[bytes] = []
+    real = dkimpy.DKIM.__init__
+
+    def spy(self: object, message: bytes, *a: object, **kw: object) -> None:
+        parsed.append(message)
+        real(self, message, *a, **kw)
+
+    monkeypatch.setattr(dkimpy.DKIM, "__init__", spy)
+    assert verify(dkimkeys.message()) == []
+    assert verify(b"Broken header line\r\n\r\nbody mentions DKIM signatures\r\n") == []
+    assert parsed == []
+    dns.add("sel._domainkey.example.org", "TXT", dkimkeys.rsa_key().record)
+    msg = signed().replace(b"DKIM-Signature:", b"dKiM-sIgNaTuRe:", 1)
+    parsed.clear()  # signing parses too
+    assert verify(msg) == [("pass", "")]
+    broken = b"dkim-signature: v=1; d=example.org; s=sel; b=abc\r\nBroken header line\r\n\r\nbody\r\n"
+    assert [r.result for r in dkim.verify(broken, 5, 1024, 0.3)] == ["permerror"]
+    assert len(parsed) == 2
