@@ -168,7 +168,9 @@ class MilterProcess:
     def lines(self) -> list[Event]:
         if not self.log_file.exists():
             return []
-        return [json.loads(line) for line in self.log_file.read_text().splitlines() if line.strip()]
+        # The milter may be writing right now: a last line without its newline is not complete yet.
+        complete = self.log_file.read_text().split("\n")[:-1]
+        return [json.loads(line) for line in complete if line.strip()]
 
     def events(self, kind: str | None = None) -> list[Event]:
         return [e for e in self.lines() if "event" in e and (kind is None or e["event"] == kind)]
