@@ -33,7 +33,7 @@ test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: venv
-	$(PY) bench/demo.py
+	$(PY) tests/demo.py
 
 bench: venv
 	$(PY) bench/throughput.py
