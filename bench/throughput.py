@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.dkimkeys import rsa_key, sign
 from support.dnsserver import DnsServer
-from support.stack import Postfix, Stack, make_workdir, wait_for
+from support.stack import Postfix, Stack, free_port, make_workdir, wait_for
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -77,6 +77,12 @@ def main() -> int:
         "server (warm cache), all policies in monitor mode",
     )
     ap.add_argument(
+        "--relay",
+        action="store_true",
+        help="Postfix relays every message over SMTP to an smtp-sink on loopback (an MX in front of a "
+        "mailbox server) instead of delivering to discard:",
+    )
+    ap.add_argument(
         "--reference",
         action="store_true",
         help="also measure a do-nothing pymilter (bench/null_milter.py) in the same run",
@@ -85,7 +91,16 @@ def main() -> int:
 
     global MESSAGE_FILE
     plain_dir = make_workdir("mailpolicy-bench-")
-    plain = Postfix(plain_dir, None)
+    main_cf: dict[str, str] = {}
+    sink = None
+    if args.relay:
+        sink_port = free_port()
+        sink = subprocess.Popen(
+            ["smtp-sink", "-u", "postfix", "-c", f"127.0.0.1:{sink_port}", "256"],
+            stdout=subprocess.DEVNULL,
+        )
+        main_cf = {"transport_maps": f"inline:{{ rcpt.example=smtp:[127.0.0.1]:{sink_port} }}"}
+    plain = Postfix(plain_dir, None, main_cf)
     config = json.loads(args.config)
     dns = None
     if args.auth:
@@ -100,7 +115,7 @@ def main() -> int:
         config.setdefault("dns", {})["nameservers"] = [dns.nameserver]
         MESSAGE_FILE = str(plain_dir / "message.eml")
         signed_message(Path(MESSAGE_FILE), args.size)
-    stack = Stack(config)
+    stack = Stack(config, main_cf)
     plain.start()
     stack.start()
     null_proc = null_pf = None
@@ -113,7 +128,7 @@ def main() -> int:
         os.chown(null_sock, -1, __import__("grp").getgrnam("postfix").gr_gid)
         null_dir = plain_dir / "null"
         null_dir.mkdir()
-        null_pf = Postfix(null_dir, null_sock).start()
+        null_pf = Postfix(null_dir, null_sock, main_cf).start()
     assert stack.milter.proc is not None
     pid = stack.milter.proc.pid
     try:
@@ -172,6 +187,8 @@ def main() -> int:
             null_proc.kill()
         if dns is not None:
             dns.stop()
+        if sink is not None:
+            sink.kill()
         import shutil
 
         shutil.rmtree(plain_dir, ignore_errors=True)
