@@ -4,15 +4,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.stack import Stack
+from support.stack import Stack, running
 
 
 def _stack(config: dict[str, object]) -> Iterator[Stack]:
-    stack = Stack(config).start()
-    try:
+    with running(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

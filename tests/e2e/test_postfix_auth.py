@@ -13,7 +13,7 @@ import pytest
 from support.dkimkeys import ed25519_key, rsa_key, sign
 from support.dnsserver import DnsServer
 from support.smtp import Client
-from support.stack import Event, Stack
+from support.stack import Event, Stack, running
 
 pytestmark = pytest.mark.e2e
 
@@ -56,20 +56,14 @@ def auth_config(dns: DnsServer, mode: str) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def monitor(dns: DnsServer) -> Iterator[Stack]:
-    stack = Stack(auth_config(dns, "monitor"), capture=True).start()
-    try:
+    with running(auth_config(dns, "monitor"), capture=True) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
 def enforce(dns: DnsServer) -> Iterator[Stack]:
-    stack = Stack(auth_config(dns, "enforce"), capture=True).start()
-    try:
+    with running(auth_config(dns, "enforce"), capture=True) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def build(from_addr: str, extra_headers: str = "") -> tuple[bytes, str]:

@@ -3,81 +3,28 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.smtp import Client, tls_context, unique_sender
-from support.stack import Stack, make_workdir
+from support.stack import Stack, make_cert, make_workdir, running
 
 pytestmark = pytest.mark.e2e
 
 
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_client_pki(d: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a client certificate (CN=client.sender.example) signed by it."""
-    ca_key, ca, key, csr, cert = (
-        d / n for n in ("ca.key", "ca.pem", "client.key", "client.csr", "client.pem")
-    )
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Test Client CA",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=client.sender.example",
-        "-keyout",
-        str(key),
-        "-out",
-        str(csr),
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        str(csr),
-        "-CA",
-        str(ca),
-        "-CAkey",
-        str(ca_key),
-        "-CAcreateserial",
-        "-days",
-        "30",
-        "-out",
-        str(cert),
-    )
-    return ca, cert, key
-
-
 @pytest.fixture(scope="module")
 def cert_stack() -> Iterator[tuple[Stack, Path, Path]]:
+    """Postfix asks for a client certificate and trusts a test CA; yields the stack and a client
+    certificate (CN=client.sender.example) signed by that CA."""
     pki = make_workdir("mailpolicy-pki-")
-    ca, cert, key = make_client_pki(pki)
-    stack = Stack(postfix_main={"smtpd_tls_ask_ccert": "yes", "smtpd_tls_CAfile": str(ca)}).start()
+    ca = make_cert(pki, "Test Client CA", "ca-")
+    key, cert = make_cert(pki, "client.sender.example", "client-", ca)
     try:
-        yield stack, cert, key
+        with running(postfix_main={"smtpd_tls_ask_ccert": "yes", "smtpd_tls_CAfile": str(ca[1])}) as stack:
+            yield stack, cert, key
     finally:
-        stack.stop()
         shutil.rmtree(pki, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ from mailpolicy.report import Options, build_report
 from support.dkimkeys import rsa_key, sign
 from support.dnsserver import DnsServer
 from support.smtp import Client
-from support.stack import Stack
+from support.stack import Stack, running
 
 pytestmark = pytest.mark.e2e
 
@@ -39,38 +39,34 @@ def report() -> Iterator[tuple[dict[str, Any], Stack]]:
         "s1._domainkey.sender.example": [("TXT", key.record)],
         "_dmarc.bank.example": [("TXT", "v=DMARC1; p=reject")],
     }
-    with DnsServer(zone) as dns:
-        stack = Stack(
-            {
-                "dns": {"nameservers": [dns.nameserver], "timeout": 1.0},
-                "policies": {"tls_min_version": {"min_version": "TLSv1.3"}},
-            }
-        ).start()
-        try:
-            total = 0
-            for ip, name, tls, count, from_addr, signed in TRAFFIC:
-                c = Client("127.0.0.1", stack.postfix.port, helo=name)
-                c.xclient(ip, name)
-                if tls:
-                    c.starttls(tls)
-                for _ in range(count):
-                    msg = (
-                        f"From: <{from_addr}>\r\nTo: <user@rcpt.example>\r\nSubject: report e2e\r\n"
-                        f"Date: Mon, 23 Nov 2026 04:00:00 +0000\r\n"
-                        f"Message-ID: <{uuid.uuid4().hex}@e2e.test>\r\n\r\nbody\r\n"
-                    ).encode()
-                    if signed:
-                        msg = sign(msg, "sender.example", "s1", key)
-                    assert c.send(
-                        f"bounce-{uuid.uuid4().hex[:6]}@{from_addr.split('@')[1]}", ["user@rcpt.example"], msg
-                    ).accepted
-                    total += 1
-                c.quit()
-            stack.milter.wait_events(total)
-            stack.milter.wait_event(lambda e: e.get("client_ip") == "2001:db8::25", "connection")
-            yield build_report([str(stack.milter.log_file)], Options()), stack
-        finally:
-            stack.stop()
+    with DnsServer(zone) as dns, running(
+        {
+            "dns": {"nameservers": [dns.nameserver], "timeout": 1.0},
+            "policies": {"tls_min_version": {"min_version": "TLSv1.3"}},
+        }
+    ) as stack:
+        total = 0
+        for ip, name, tls, count, from_addr, signed in TRAFFIC:
+            c = Client("127.0.0.1", stack.postfix.port, helo=name)
+            c.xclient(ip, name)
+            if tls:
+                c.starttls(tls)
+            for _ in range(count):
+                msg = (
+                    f"From: <{from_addr}>\r\nTo: <user@rcpt.example>\r\nSubject: report e2e\r\n"
+                    f"Date: Mon, 23 Nov 2026 04:00:00 +0000\r\n"
+                    f"Message-ID: <{uuid.uuid4().hex}@e2e.test>\r\n\r\nbody\r\n"
+                ).encode()
+                if signed:
+                    msg = sign(msg, "sender.example", "s1", key)
+                assert c.send(
+                    f"bounce-{uuid.uuid4().hex[:6]}@{from_addr.split('@')[1]}", ["user@rcpt.example"], msg
+                ).accepted
+                total += 1
+            c.quit()
+        stack.milter.wait_events(total)
+        stack.milter.wait_event(lambda e: e.get("client_ip") == "2001:db8::25", "connection")
+        yield build_report([str(stack.milter.log_file)], Options()), stack
 
 
 def policy(doc: dict[str, Any], name: str) -> dict[str, Any]:

@@ -227,8 +227,13 @@ postlog   unix-dgram n - n - 1 postlogd
 """
 
 
-def make_cert(directory: Path, cn: str = "mx.test.example") -> tuple[Path, Path]:
-    key, cert = directory / "key.pem", directory / "cert.pem"
+def make_cert(
+    directory: Path, cn: str = "mx.test.example", name: str = "", ca: tuple[Path, Path] | None = None
+) -> tuple[Path, Path]:
+    """A key and certificate (``{name}key.pem``, ``{name}cert.pem``) for ``cn``: self-signed, or
+    signed by ``ca`` = (ca key, ca certificate)."""
+    key, cert = directory / f"{name}key.pem", directory / f"{name}cert.pem"
+    signer = ["-CAkey", str(ca[0]), "-CA", str(ca[1])] if ca else []
     subprocess.run(
         [
             "openssl",
@@ -241,6 +246,7 @@ def make_cert(directory: Path, cn: str = "mx.test.example") -> tuple[Path, Path]
             "3650",
             "-subj",
             f"/CN={cn}",
+            *signer,
             "-keyout",
             str(key),
             "-out",
@@ -439,9 +445,12 @@ class Stack:
 
 @contextmanager
 def running(
-    config: dict[str, Any] | None = None, postfix_main: dict[str, str] | None = None
+    config: dict[str, Any] | None = None,
+    postfix_main: dict[str, str] | None = None,
+    capture: bool = False,
 ) -> Iterator[Stack]:
-    stack = Stack(config, postfix_main).start()
+    """A started :class:`Stack`, stopped (and its directory removed) on exit."""
+    stack = Stack(config, postfix_main, capture).start()
     try:
         yield stack
     finally:
