@@ -7,7 +7,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from mailpolicy.report.render_text import pct
+from mailpolicy.report import tables
+from mailpolicy.report.tables import client as _client
+from mailpolicy.report.tables import pct
 
 VERSION_COLOURS = {
     "TLSv1.3": "#1b7f3b",
@@ -261,11 +263,6 @@ def senders_chart(items: list[dict[str, Any]], key: str, chart_id: str) -> str:
     )
 
 
-def _client(c: dict[str, Any]) -> str:
-    name = c.get("name") or ""
-    return f"{name} [{c['ip']}]" if name and name != c["ip"] else str(c["ip"])
-
-
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -273,19 +270,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def _auth_table(items: list[dict[str, Any]], key: str) -> str:
-    return table(
-        [key, "transactions", "authenticated", "unauthenticated", "no auth data"],
-        [
-            [
-                it[key] if key != "client" else _client(it),
-                it["transactions"],
-                it["authenticated"],
-                it["unauthenticated"],
-                it["unknown"],
-            ]
-            for it in items
-        ],
-    )
+    return table(*tables.affected(items, key))
 
 
 def kpi(label: str, value: Any, sub: str = "", bad: bool = False) -> str:
@@ -337,39 +322,7 @@ def render(doc: dict[str, Any]) -> str:
         "A transaction counts once even when several policies would refuse it. Already refused by enforce "
         f"mode: {comb['already_refused']}.</p>"
     )
-    w(
-        table(
-            [
-                "policy",
-                "mode",
-                "transactions",
-                "would reject",
-                "would tempfail",
-                "share",
-                "refused (enforce)",
-                "affected authenticated",
-                "clients",
-                "networks",
-                "domains",
-            ],
-            [
-                [
-                    p["name"],
-                    "/".join(p["modes"]),
-                    p["transactions"],
-                    p["would_reject"],
-                    p["would_tempfail"],
-                    pct(p["would_refuse_share"]),
-                    p["refused"],
-                    p["affected"]["authenticated"],
-                    p["affected"]["clients"],
-                    p["affected"]["networks"],
-                    p["affected"]["sender_domains"],
-                ]
-                for p in doc["policies"]
-            ],
-        )
-    )
+    w(table(*tables.policies(doc)))
     w("</section>")
     w('<section id="trend"><h2>Would be refused per policy, per day (monitor mode)</h2>')
     w(policy_chart(doc))
@@ -395,36 +348,15 @@ def render(doc: dict[str, Any]) -> str:
             f"<h3>{kind.capitalize()}: {s['total']}, plaintext {s['plaintext']}"
             f" ({pct(s['plaintext_share'])})</h3>"
         )
-        w(
-            table(
-                ["version", "count", "share"],
-                [[v["version"], v["count"], pct(v["share"])] for v in s["by_version"]],
-            )
-        )
+        w(table(*tables.tls_versions(s)))
     w("<h3>Session ciphers</h3>")
-    w(
-        table(
-            ["version", "cipher", "count", "share"],
-            [
-                [c["version"], c["cipher"] or "-", c["count"], pct(c["share"])]
-                for c in tls["sessions"]["by_cipher"][:15]
-            ],
-        )
-    )
+    w(table(*tables.tls_ciphers(tls)))
     b = tls["below_tls12"]
     w(
         f"<h3>Below TLS 1.2: {b['clients']} clients, {b['sessions']} sessions,"
         f" {b['transactions']} transactions</h3>"
     )
-    w(
-        table(
-            ["client", "versions", "sessions", "transactions"],
-            [
-                [_client(c), ", ".join(c["versions"]), c["sessions"], c["transactions"]]
-                for c in b["top_clients"]
-            ],
-        )
-    )
+    w(table(*tables.below_tls12(b)))
     for fl in tls["floor_simulation"]:
         lost = fl["with_require_starttls"]
         kept = ", ".join(f"{k} {v}" for k, v in lost["kept_by_exemption"].items()) or "none"
@@ -457,12 +389,7 @@ def render(doc: dict[str, Any]) -> str:
             w(_auth_table(a["top_sender_domains"], "domain"))
             w(_auth_table(a["top_clients"], "client"))
         if p["daily"]:
-            w(
-                table(
-                    ["date", "transactions", "would refuse", "refused"],
-                    [[d["date"], d["transactions"], d["would_refuse"], d["refused"]] for d in p["daily"]],
-                )
-            )
+            w(table(*tables.policy_daily(p)))
         w("</section>")
     # Suggestions
     w('<section id="suggestions"><h2>Suggested exemptions</h2>')
@@ -500,23 +427,7 @@ def render(doc: dict[str, Any]) -> str:
     w("</section>")
     # Input and hosts
     w('<section id="input"><h2>Hosts and input</h2>')
-    w(
-        table(
-            ["host", "connections", "transactions", "refused", "would lose", "first", "last"],
-            [
-                [
-                    h["host"],
-                    h["connections"],
-                    h["transactions"],
-                    h["refused"],
-                    h["would_lose"],
-                    h["first"],
-                    h["last"],
-                ]
-                for h in doc["hosts"]
-            ],
-        )
-    )
+    w(table(*tables.hosts(doc)))
     w(
         table(
             ["source", "lines", "events", "malformed", "error"],

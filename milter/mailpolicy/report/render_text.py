@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def pct(share: float) -> str:
-    return f"{share * 100:.1f}%" if share else "0%"
+from mailpolicy.report import tables
+from mailpolicy.report.tables import pct
 
 
 def _table(headers: list[str], rows: list[list[Any]], indent: str = "  ") -> list[str]:
@@ -21,25 +20,8 @@ def _table(headers: list[str], rows: list[list[Any]], indent: str = "  ") -> lis
     return out
 
 
-def _client(c: dict[str, Any]) -> str:
-    name = c.get("name") or ""
-    return f"{name} [{c['ip']}]" if name and name != c["ip"] else c["ip"]
-
-
-def _auth_rows(items: list[dict[str, Any]], key: str) -> list[list[Any]]:
-    return [
-        [
-            it[key] if key != "client" else _client(it),
-            it["transactions"],
-            it["authenticated"],
-            it["unauthenticated"],
-            it["unknown"],
-        ]
-        for it in items
-    ]
-
-
-AUTH_HEAD = ["transactions", "authenticated", "unauthenticated", "no auth data"]
+def _t(table: tables.Table, indent: str = "    ") -> str:
+    return "\n".join(_table(*table, indent))
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -79,25 +61,7 @@ def render(doc: dict[str, Any]) -> str:
         w(f"  ignored: {n} events of unknown type {kind!r}")
     w("")
     w("== Hosts ==")
-    w(
-        "\n".join(
-            _table(
-                ["host", "connections", "transactions", "refused", "would lose", "first", "last"],
-                [
-                    [
-                        h["host"],
-                        h["connections"],
-                        h["transactions"],
-                        h["refused"],
-                        h["would_lose"],
-                        h["first"],
-                        h["last"],
-                    ]
-                    for h in doc["hosts"]
-                ],
-            )
-        )
-    )
+    w(_t(tables.hosts(doc), "  "))
     t = doc["totals"]
     outcomes = ", ".join(f"{k} {v}" for k, v in t["outcomes"].items())
     w(f"  total: {t['connections']} connections, {t['transactions']} transactions ({outcomes or 'none'})")
@@ -105,45 +69,7 @@ def render(doc: dict[str, Any]) -> str:
     w("== Policies ==")
     w("  would refuse = monitor mode, action reject or tempfail (what enforce mode would do);")
     w("  refused = enforce mode, applied. Authenticated = DMARC pass or aligned DKIM pass.")
-    rows = []
-    for p in doc["policies"]:
-        a = p["affected"]
-        modes = "/".join(p["modes"])
-        rows.append(
-            [
-                p["name"],
-                modes,
-                p["transactions"],
-                p["would_reject"],
-                p["would_tempfail"],
-                pct(p["would_refuse_share"]),
-                p["refused"],
-                a["authenticated"],
-                a["clients"],
-                a["networks"],
-                a["sender_domains"],
-            ]
-        )
-    w(
-        "\n".join(
-            _table(
-                [
-                    "policy",
-                    "mode",
-                    "transactions",
-                    "would reject",
-                    "would tempfail",
-                    "share",
-                    "refused",
-                    "affected auth",
-                    "clients",
-                    "networks",
-                    "domains",
-                ],
-                rows,
-            )
-        )
-    )
+    w(_t(tables.policies(doc, compact=True), "  "))
     w("")
     c = doc["combined"]
     w("== Combined scenario: every monitor-mode policy enforced at once ==")
@@ -168,9 +94,9 @@ def render(doc: dict[str, Any]) -> str:
         )
     if ca["top_sender_domains"]:
         w("  top sender domains:")
-        w("\n".join(_table(["domain", *AUTH_HEAD], _auth_rows(ca["top_sender_domains"], "domain"), "    ")))
+        w(_t(tables.affected(ca["top_sender_domains"], "domain")))
         w("  top clients:")
-        w("\n".join(_table(["client", *AUTH_HEAD], _auth_rows(ca["top_clients"], "client"), "    ")))
+        w(_t(tables.affected(ca["top_clients"], "client")))
     if c["daily"]:
         w("  daily:")
         w(
@@ -215,24 +141,12 @@ def render(doc: dict[str, Any]) -> str:
                 f"{a['networks']} networks, {a['sender_domains']} sender domains"
             )
             w("  top sender domains:")
-            w(
-                "\n".join(
-                    _table(["domain", *AUTH_HEAD], _auth_rows(a["top_sender_domains"], "domain"), "    ")
-                )
-            )
+            w(_t(tables.affected(a["top_sender_domains"], "domain")))
             w("  top clients:")
-            w("\n".join(_table(["client", *AUTH_HEAD], _auth_rows(a["top_clients"], "client"), "    ")))
+            w(_t(tables.affected(a["top_clients"], "client")))
         if p["daily"]:
             w("  daily:")
-            w(
-                "\n".join(
-                    _table(
-                        ["date", "transactions", "would refuse", "refused"],
-                        [[d["date"], d["transactions"], d["would_refuse"], d["refused"]] for d in p["daily"]],
-                        "    ",
-                    )
-                )
-            )
+            w(_t(tables.policy_daily(p)))
     w("")
     _tls(doc["tls"], w)
     w("")
@@ -251,43 +165,13 @@ def _tls(tls: dict[str, Any], w: Any) -> None:
     for kind in ("sessions", "transactions"):
         s = tls[kind]
         w(f"  {kind}: {s['total']}, plaintext {s['plaintext']} ({pct(s['plaintext_share'])})")
-        w(
-            "\n".join(
-                _table(
-                    ["version", "count", "share"],
-                    [[v["version"], v["count"], pct(v["share"])] for v in s["by_version"]],
-                    "    ",
-                )
-            )
-        )
+        w(_t(tables.tls_versions(s)))
     w("  session ciphers:")
-    w(
-        "\n".join(
-            _table(
-                ["version", "cipher", "count", "share"],
-                [
-                    [c["version"], c["cipher"] or "-", c["count"], pct(c["share"])]
-                    for c in tls["sessions"]["by_cipher"][:15]
-                ],
-                "    ",
-            )
-        )
-    )
+    w(_t(tables.tls_ciphers(tls)))
     b = tls["below_tls12"]
     w(f"  below TLS 1.2: {b['clients']} clients, {b['sessions']} sessions, {b['transactions']} transactions")
     if b["top_clients"]:
-        w(
-            "\n".join(
-                _table(
-                    ["client", "versions", "sessions", "transactions"],
-                    [
-                        [_client(c), ",".join(c["versions"]), c["sessions"], c["transactions"]]
-                        for c in b["top_clients"]
-                    ],
-                    "    ",
-                )
-            )
-        )
+        w(_t(tables.below_tls12(b)))
     for fl in tls["floor_simulation"]:
         t = fl["transactions"]
         lost = fl["with_require_starttls"]
@@ -303,4 +187,4 @@ def _tls(tls: dict[str, Any], w: Any) -> None:
             f" kept by require_starttls exemptions: {kept}"
         )
         if fl["top_clients"]:
-            w("\n".join(_table(["client", *AUTH_HEAD], _auth_rows(fl["top_clients"], "client"), "    ")))
+            w(_t(tables.affected(fl["top_clients"], "client")))
