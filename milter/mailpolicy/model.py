@@ -143,19 +143,6 @@ class Decision:
         return rec
 
 
-# (year, month, day, hour, minute, second) -> "YYYY-MM-DDTHH:MM:SS." of the last second formatted:
-# several timestamps per transaction fall in the same second. One tuple, replaced atomically.
-_iso_second: tuple[tuple[int, ...], str] = ((), "")
-
-
 def iso(ts: float) -> str:
-    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-23T04:05:06.789Z`` (as
-    ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")`` with ``Z``)."""
-    global _iso_second
-    dt = datetime.fromtimestamp(ts, UTC)
-    key = (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second)
-    cached_key, prefix = _iso_second
-    if cached_key != key:
-        prefix = dt.replace(microsecond=0, tzinfo=None).isoformat() + "."
-        _iso_second = (key, prefix)
-    return f"{prefix}{dt.microsecond // 1000:03d}Z"
+    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-23T04:05:06.789Z``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -39,12 +39,15 @@ def report() -> Iterator[tuple[dict[str, Any], Stack]]:
         "s1._domainkey.sender.example": [("TXT", key.record)],
         "_dmarc.bank.example": [("TXT", "v=DMARC1; p=reject")],
     }
-    with DnsServer(zone) as dns, running(
-        {
-            "dns": {"nameservers": [dns.nameserver], "timeout": 1.0},
-            "policies": {"tls_min_version": {"min_version": "TLSv1.3"}},
-        }
-    ) as stack:
+    with (
+        DnsServer(zone) as dns,
+        running(
+            {
+                "dns": {"nameservers": [dns.nameserver], "timeout": 1.0},
+                "policies": {"tls_min_version": {"min_version": "TLSv1.3"}},
+            }
+        ) as stack,
+    ):
         total = 0
         for ip, name, tls, count, from_addr, signed in TRAFFIC:
             c = Client("127.0.0.1", stack.postfix.port, helo=name)
