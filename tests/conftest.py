@@ -7,6 +7,7 @@ cache, 0.3 s timeout) so in-process SPF/DKIM/DMARC evaluation uses it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,18 @@ def dns(dns_server: DnsServer) -> Iterator[DnsServer]:
     mdns.install(mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.3, 0))
     yield dns_server
     dns_server.clear()
+
+
+_TIERS = {"e2e": "e2e", "protocol": "protocol"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries its tier: by folder (tests/e2e, tests/protocol), browser for the
+    headless-Chromium tests, unit for the rest (``make unit`` runs ``-m unit``)."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        tier = next((_TIERS[p] for p in parts if p in _TIERS), None)
+        if tier is None:
+            tier = "browser" if "browser" in item.name or "browser" in Path(str(item.fspath)).name else "unit"
+        if not any(m.name in ("unit", "protocol", "e2e", "browser") for m in item.iter_markers()):
+            item.add_marker(getattr(pytest.mark, tier))

@@ -1,50 +1,60 @@
-"""The thin pymilter adapter: callbacks collect facts into Connection/Transaction, call the checks
-of their stage through :mod:`mailpolicy.policy`, apply enforce decisions, and write one event per
-transaction and per connection. Nothing else lives here."""
+"""The pymilter adapter: translation only.
+
+Callbacks and macros become plain values for :class:`mailpolicy.session.Session`, and its
+responses and header edits become pymilter calls. Also here: protocol negotiation (the macros we
+ask for at MAIL FROM, the callbacks we do not need), reading macros defensively (a value that is
+not UTF-8 becomes an :class:`~mailpolicy.text.Unreadable` fact instead of an exception), and the
+error guard. No rule that decides a transaction lives here."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import socket
+import sys
+import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from types import TracebackType
+from typing import Any, TypeVar
 
 import Milter
 
-from mailpolicy import dns, events, metrics, policy
-from mailpolicy.auth import AuthResults, DmarcResult
-from mailpolicy.auth import dkim as auth_dkim
-from mailpolicy.auth import dmarc as auth_dmarc
-from mailpolicy.auth import header as auth_header
-from mailpolicy.auth import spf as auth_spf
-from mailpolicy.checks import CHECKS, CheckSpec, Stage
-from mailpolicy.config import Config
-from mailpolicy.model import Action, Decision, PolicyConfig
-from mailpolicy.state import Connection, Transaction, parse_ip
-from mailpolicy.tls import TLS_MACROS, clean, from_macros
+from mailpolicy import metrics
+from mailpolicy.model import Action
+from mailpolicy.session import (
+    AddHeader,
+    DeleteHeader,
+    InsertHeader,
+    Quarantine,
+    Response,
+    Session,
+    Setup,
+)
+from mailpolicy.text import Macro, Unreadable
+from mailpolicy.tls import TLS_MACROS
 
 log = logging.getLogger("mailpolicy.adapter")
 
 # Requested at MAIL FROM (replaces the MTA's default list for that stage): the TLS macros, so that a
-# client sending MAIL right after STARTTLS without a second EHLO is still seen as encrypted, and the
-# SASL login for the "authenticated" exemption.
-MAIL_MACROS = " ".join((*TLS_MACROS, "{auth_type}", "{auth_authen}", "{mail_addr}"))
-
-_OUTCOME_OF = {Action.REJECT: "rejected", Action.TEMPFAIL: "tempfailed", Action.QUARANTINE: "quarantined"}
-
+# client sending MAIL right after STARTTLS without a second EHLO is still seen as encrypted, the
+# SASL login for the "authenticated" exemption, and the client address in case the connect
+# callback could not deliver it.
+MAIL_MACROS = " ".join((*TLS_MACROS, "{auth_type}", "{auth_authen}", "{mail_addr}", "{client_addr}"))
+_MAIL_READ = (*TLS_MACROS, "{auth_authen}", "{client_addr}")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# pymilter is untyped: give its constants and decorator types once, here.
+# pymilter is untyped: give its constants once, here.
 CONTINUE: int = Milter.CONTINUE
 TEMPFAIL: int = Milter.TEMPFAIL
 REJECT: int = Milter.REJECT
+_RC_OF = {Action.CONTINUE: CONTINUE, Action.REJECT: REJECT, Action.TEMPFAIL: TEMPFAIL}
 
-
-_RC_OF = {Action.REJECT: REJECT, Action.TEMPFAIL: TEMPFAIL}
+# One PyThreadState per milter connection (pymilter creates one per SMFICTX), so this is the
+# connection whose callback is running on this thread: what sys.excepthook needs to attribute a
+# callback argument pymilter could not decode.
+_current = threading.local()
 
 
 def noreply(func: F) -> F:
@@ -65,21 +75,19 @@ def guarded(name: str, replies: bool = True) -> Callable[[F], F]:
                 return func(self, *args)
             except Exception:
                 metrics.child(metrics.CALLBACK_ERRORS, name).inc()
-                txn = self.conn.current
+                txn = self.session.conn.current
                 log.exception(
                     "callback failed",
                     extra={
-                        "conn_id": self.conn.conn_id,
+                        "conn_id": self.session.conn.conn_id,
                         "queue_id": txn.queue_id if txn else None,
                         "callback": name,
                     },
                 )
-                if replies and self.config.on_error_action is Action.TEMPFAIL:
+                if replies and self.on_error is Action.TEMPFAIL:
                     return TEMPFAIL
                 return CONTINUE
             finally:
-                if name != "close":
-                    self.conn.last_stage = name
                 metrics.child(metrics.CALLBACK_SECONDS, name).observe(time.perf_counter() - t0)
 
         return wrapper  # type: ignore[return-value]
@@ -88,33 +96,19 @@ def guarded(name: str, replies: bool = True) -> Callable[[F], F]:
 
 
 class PolicyMilter(Milter.Base):  # type: ignore[misc]
-    """One instance per SMTP connection (libmilter thread)."""
+    """One instance per SMTP connection: pymilter callbacks in, Session calls out."""
 
-    config: ClassVar[Config]
-    needs_message: ClassVar[bool] = False
-    # Derived from the config once, in configure(): the active checks of each stage, in config order.
-    auth_active: ClassVar[bool] = False
-    mail_checks: ClassVar[tuple[tuple[CheckSpec, PolicyConfig], ...]] = ()
-    eom_checks: ClassVar[tuple[tuple[CheckSpec, PolicyConfig], ...]] = ()
-
-    @classmethod
-    def configure(cls, config: Config) -> None:
-        cls.config = config
-        active = [(CHECKS[p.name], p) for p in config.active()]
-        cls.auth_active = config.auth_active
-        cls.mail_checks = tuple((spec, p) for spec, p in active if spec.stage is Stage.MAIL)
-        cls.eom_checks = tuple((spec, p) for spec, p in active if spec.stage is Stage.EOM)
-        cls.needs_message = cls.auth_active or bool(cls.eom_checks)
-
-    def __init__(self) -> None:
-        self.conn = Connection()
-        self._leadspc = False
-        metrics.CONNECTIONS_ACTIVE.inc()
+    def __init__(self, setup: Callable[[], Setup]):
+        self.session = Session(setup)
+        self._leadspc = True
+        self.on_error = Action(setup().config.milter.on_error)
+        _current.milter = self
 
     # -- negotiation --------------------------------------------------------------------------
     def negotiate(self, opts: list[int]) -> Any:
         offered = opts[1]
         rc = Milter.Base.negotiate(self, opts)
+        _current.milter = self
         # pymilter 1.0.5's setsymlist passes bytes and silently fails on Python 3: call the
         # context directly with a str (see ../shared/postfix-milter-facts.md).
         if self._actions & Milter.SETSYMLIST:
@@ -122,264 +116,172 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
                 self._ctx.setsymlist(Milter.M_ENVFROM, MAIL_MACROS)
             except Exception:
                 log.warning("MTA refused the MAIL macro list; TLS facts come from HELO only", exc_info=True)
-        if not self.needs_message:
+        needs_message = self.session.setup().needs_message
+        if not needs_message:
             opts[1] |= offered & (Milter.P_NOHDRS | Milter.P_NOBODY | Milter.P_NOEOH)
         else:
             # Header values exactly as received (leading space kept), for DKIM.
             opts[1] |= offered & Milter.P_HDR_LEADSPC
         self._leadspc = bool(opts[1] & Milter.P_HDR_LEADSPC)
         self._protocol = opts[1]
+        self.session.negotiate(self._leadspc, not opts[1] & Milter.P_NOHDRS)
         return rc
 
-    # -- helpers ------------------------------------------------------------------------------
-    def _macro(self, name: str) -> Any:
-        return self.getsymval(name)
-
-    def _refresh_tls(self) -> None:
-        tls = from_macros(self._macro)
-        if tls is not None:
-            self.conn.tls = tls
-
-    def _refuse(self, txn: Transaction, d: Decision, stage: str) -> int:
-        """Apply an enforce decision at MAIL or EOM: set the reply and end the transaction."""
-        assert d.reply is not None or d.action is Action.QUARANTINE
-        d.applied = True
-        if d.reply is not None:
-            self.setreply(d.reply.code, d.reply.xcode, d.reply.text)
-        txn.final_action = d.action.value
-        self._finish(txn, _OUTCOME_OF[d.action], stage)
-        return _RC_OF[d.action]
-
-    def _finish(self, txn: Transaction, outcome: str, stage: str) -> None:
-        if self.conn.current is not txn:
-            return
-        rcpt_exempt: Counter[str] = txn.extra.pop("_rcpt_exempt", Counter())
-        if txn.auth is not None:
-            txn.extra.update(txn.auth.record())
-        txn.body = bytearray()
-        for d in txn.decisions.values():
-            policy.settle_recipients(d, len(txn.recipients), rcpt_exempt[d.policy])
-            policy.count(d)
-        if txn.queue_id is None:
-            txn.queue_id = clean(self._macro("i"), 32)
-        if outcome == "aborted" and txn.recipients and txn.rcpt_rejected == len(txn.recipients):
-            # Every recipient was refused by an enforced policy: the transaction was refused.
-            applied = policy.strongest(d for d in txn.decisions.values() if d.applied)
-            if applied is not None:
-                txn.final_action = applied.action.value
-                outcome, stage = _OUTCOME_OF[applied.action], "rcpt"
-        txn.outcome, txn.stage = outcome, stage
-        self.conn.outcomes[outcome] += 1
-        self.conn.current = None
-        metrics.child(metrics.TRANSACTIONS, outcome).inc()
-        if stage == "eom":
-            metrics.child(metrics.MESSAGES, txn.final_action).inc()
-        events.emit(txn.record())
-
-    # -- callbacks ----------------------------------------------------------------------------
-    @noreply
-    @guarded("connect", replies=False)
-    def connect(self, hostname: Any, family: Any, hostaddr: Any) -> int:
-        c = self.conn
-        c.seen_connect = True
-        c.client_name = clean(hostname)
-        if family in (socket.AF_INET, socket.AF_INET6) and isinstance(hostaddr, tuple):
-            c.client_ip = parse_ip(hostaddr[0])
-            c.client_ip_text = str(c.client_ip) if c.client_ip else clean(hostaddr[0], 64)
-            port = hostaddr[1] if len(hostaddr) > 1 else None
-            c.client_port = port if isinstance(port, int) else None
-        c.daemon = clean(self._macro("{daemon_name}"), 64)
-        return CONTINUE
-
-    @noreply
-    @guarded("helo", replies=False)
-    def hello(self, heloname: Any) -> int:
-        if len(self.conn.helo) < 20:
-            self.conn.helo.append(clean(heloname) or "")
-        self._refresh_tls()
-        return CONTINUE
-
-    @guarded("mail")
-    def envfrom(self, mailfrom: Any, *params: Any) -> int:
-        c = self.conn
-        if c.current is not None:
-            self._finish(c.current, "aborted", c.last_stage)
-        txn = c.begin()
-        txn.mail_from = (clean(mailfrom) or "").strip("<>")
-        self._refresh_tls()
-        txn.tls = c.tls
-        txn.auth_user = clean(self._macro("{auth_authen}"))
-        if self.auth_active:
-            self._check_spf(txn)
-        for spec, cfg in self.mail_checks:
-            txn.decisions[cfg.name] = policy.evaluate(spec, cfg, txn)
-        # Refuse at MAIL unless a recipient exemption means we must look at each RCPT first.
-        now = policy.strongest(
-            d for d in txn.decisions.values() if not self.config.policies[d.policy].exempt.recipients
-        )
-        if now is not None and now.action in _RC_OF:
-            return self._refuse(txn, now, "mail")
-        return CONTINUE
-
-    @guarded("rcpt")
-    def envrcpt(self, to: Any, *params: Any) -> int:
-        txn = self.conn.current
-        if txn is None:
-            return CONTINUE
-        rcpt = clean(to) or ""
-        txn.recipients.append(rcpt)
-        if len(txn.recipients) > 1 and txn.queue_id is None:
-            txn.queue_id = clean(self._macro("i"), 32)
-        for d in txn.decisions.values():
-            if d.action is Action.CONTINUE:
-                continue
-            exempt = self.config.policies[d.policy].exempt
-            if exempt.recipients and exempt.recipient_exempt(rcpt):
-                txn.extra.setdefault("_rcpt_exempt", Counter())[d.policy] += 1
-            elif policy.enforceable(d) and d.action in _RC_OF:
-                assert d.reply is not None
-                d.applied = True
-                txn.rcpt_rejected += 1
-                self.setreply(d.reply.code, d.reply.xcode, d.reply.text)
-                return _RC_OF[d.action]
-        return CONTINUE
-
-    @noreply
-    @guarded("header", replies=False)
-    def header(self, name: Any, value: Any) -> int:
-        txn = self.conn.current
-        if txn is not None and len(txn.headers) < 1000:
-            txn.headers.append((str(name), str(value)))
-        return CONTINUE
-
-    @noreply
-    @guarded("body", replies=False)
-    def body(self, chunk: bytes) -> int:
-        txn = self.conn.current
-        if txn is not None and txn.auth is not None and not txn.body_truncated:
-            if len(txn.body) + len(chunk) > self.config.auth.max_message_bytes:
-                txn.body_truncated = True
-            else:
-                txn.body += chunk
-        return CONTINUE
-
-    # -- authentication (logic in mailpolicy.auth) ---------------------------------------------
-    def _check_spf(self, txn: Transaction) -> None:
-        c = self.conn
-        txn.auth = AuthResults()
-        with dns.collect_errors(txn.auth.dns_errors):
-            txn.auth.spf = auth_spf.evaluate(
-                c.client_ip_text if c.client_ip is not None else None,
-                txn.mail_from or "",
-                c.helo[-1] if c.helo else None,
-                self.config.auth.spf_timeout,
-            )
-        metrics.child(metrics.AUTH_RESULTS, "spf", txn.auth.spf.result).inc()
-
-    def _check_message(self, txn: Transaction) -> None:
-        """DKIM and DMARC at end of message."""
-        a = txn.auth
-        if a is None:
-            return
-        cfg = self.config.auth
+    # -- reading ------------------------------------------------------------------------------
+    def _macro(self, name: str) -> Macro:
+        """A macro's value; one that is not UTF-8 (pymilter decodes strictly) is Unreadable."""
         try:
-            with dns.collect_errors(a.dns_errors):
-                message = auth_dkim.message_bytes(txn.headers, txn.body, self._leadspc)
-                a.dkim = auth_dkim.verify(
-                    message,
-                    cfg.dkim_max_signatures,
-                    cfg.dkim_min_key_bits,
-                    self.config.dns.timeout,
-                    truncated=txn.body_truncated,
-                )
-                froms = [v for n, v in txn.headers if n.strip().lower() == "from"]
-                a.dmarc, a.header_from_domain = auth_dmarc.evaluate(froms, a.spf, a.dkim)
-        except Exception:  # the auth modules never raise by design; never lose the message if they do
-            metrics.child(metrics.CHECK_ERRORS, "auth").inc()
-            log.exception(
-                "authentication failed; dmarc is temperror",
-                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": "auth"},
-            )
-            a.dmarc = DmarcResult("temperror", reason="internal error")
-        for d in a.dkim:
-            metrics.child(metrics.AUTH_RESULTS, "dkim", d.result).inc()
-        metrics.child(metrics.AUTH_RESULTS, "dmarc", a.dmarc.result).inc()
+            value = self.getsymval(name)
+        except UnicodeDecodeError as exc:
+            raw = exc.object if isinstance(exc.object, bytes) else b""
+            return Unreadable(raw)
+        return value if isinstance(value, str) else None
+
+    def _macros(self, names: tuple[str, ...]) -> dict[str, Macro]:
+        return {n: self._macro(n) for n in names}
+
+    def _respond(self, r: Response) -> int:
+        if r.action is Action.CONTINUE or r.reply is None:
+            return CONTINUE
+        self.setreply(r.reply.code, r.reply.xcode, r.reply.text)
+        return _RC_OF[r.action]
 
     def _hvalue(self, value: str) -> str:
         """A value for addheader: with P_HDR_LEADSPC negotiated the MTA writes it verbatim after
         the colon (seen with Postfix 3.7: "Name:value"), so the usual space is ours to add."""
         return " " + value if self._leadspc else value
 
-    def _write_header(self, txn: Transaction) -> None:
-        """Remove A-R headers claiming our authserv-id, then add ours (only header changes)."""
-        if txn.auth is None or not self.config.auth.enabled:
-            return
-        authserv_id = self.config.auth.authserv_id
-        try:
-            # Highest index first: deleting one never renumbers the ones still to delete.
-            for idx in reversed(auth_header.forged_indexes(txn.headers, authserv_id)):
-                self.chgheader(auth_header.NAME, idx, "")
-                metrics.AR_REMOVED.inc()
-            value = auth_header.fold(auth_header.build(authserv_id, txn.auth))
-            self.addheader(auth_header.NAME, self._hvalue(value), 0)
-        except Exception:  # e.g. the MTA refused the header actions: keep the decisions
-            metrics.child(metrics.CALLBACK_ERRORS, "eom").inc()
-            log.exception(
-                "could not write the Authentication-Results header",
-                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "callback": "eom"},
-            )
+    # -- callbacks ----------------------------------------------------------------------------
+    @noreply
+    @guarded("connect", replies=False)
+    def connect(self, hostname: Any, family: Any, hostaddr: Any) -> int:
+        _current.milter = self
+        address: str | None = None
+        port: int | None = None
+        if family in (socket.AF_INET, socket.AF_INET6) and isinstance(hostaddr, tuple) and hostaddr:
+            address = hostaddr[0] if isinstance(hostaddr[0], str) else None
+            port = hostaddr[1] if len(hostaddr) > 1 and isinstance(hostaddr[1], int) else None
+        self.session.connect(hostname, address, port, self._macro("{daemon_name}"))
+        return CONTINUE
+
+    @noreply
+    @guarded("helo", replies=False)
+    def hello(self, heloname: Any) -> int:
+        self.session.helo(heloname, self._macros(TLS_MACROS))
+        return CONTINUE
+
+    @guarded("mail")
+    def envfrom(self, sender: bytes, *params: bytes) -> int:
+        return self._respond(self.session.mail(sender, params, self._macros(_MAIL_READ)))
+
+    @guarded("rcpt")
+    def envrcpt(self, rcpt: bytes, *params: bytes) -> int:
+        return self._respond(self.session.rcpt(rcpt, params, self._macros(("i",))))
+
+    @noreply
+    @guarded("header", replies=False)
+    def header(self, name: Any, value: Any) -> int:
+        self.session.header(name, value if isinstance(value, bytes) else str(value).encode())
+        return CONTINUE
+
+    @noreply
+    @guarded("body", replies=False)
+    def body(self, chunk: bytes) -> int:
+        self.session.body(chunk)
+        return CONTINUE
 
     @guarded("eom")
     def eom(self) -> int:
-        c = self.conn
-        txn = c.current
-        if txn is None:
-            return CONTINUE
-        txn.queue_id = clean(self._macro("i"), 32) or txn.queue_id
-        c.messages += 1
-        self._check_message(txn)
-        at_eom = []
-        for spec, cfg in self.eom_checks:
-            txn.decisions[cfg.name] = d = policy.evaluate(spec, cfg, txn)
-            at_eom.append(d)
-        # MAIL-stage decisions were applied at MAIL or per RCPT already; only EOM checks act here.
-        now = policy.strongest(at_eom)
-        if now is not None and now.action in _RC_OF:
-            return self._refuse(txn, now, "eom")
-        self._write_header(txn)
-        if now is not None and now.action is Action.QUARANTINE:
-            now.applied = True
-            opts = self.config.policies[now.policy].options
-            if opts.get("quarantine") == "header":
-                name, value = opts["quarantine_header"]
-                self.addheader(name, self._hvalue(value))
-            else:
-                self.quarantine(f"mailpolicy {now.policy}: {now.result}")
-            txn.final_action = Action.QUARANTINE.value
-            self._finish(txn, "quarantined", "eom")
-            return CONTINUE
-        self._finish(txn, "accepted", "eom")
-        return CONTINUE
+        result = self.session.eom(self._macros(("i",)))
+        for edit in result.edits:
+            try:
+                if isinstance(edit, DeleteHeader):
+                    self.chgheader(edit.name, edit.index, "")
+                elif isinstance(edit, InsertHeader):
+                    self.addheader(edit.name, self._hvalue(edit.value), edit.index)
+                elif isinstance(edit, AddHeader):
+                    self.addheader(edit.name, self._hvalue(edit.value))
+                elif isinstance(edit, Quarantine):
+                    self.quarantine(edit.reason)
+            except Exception:  # e.g. the MTA refused the action: keep the decisions
+                metrics.child(metrics.CALLBACK_ERRORS, "eom").inc()
+                log.exception(
+                    "could not apply a header edit",
+                    extra={"conn_id": self.session.conn.conn_id, "callback": "eom"},
+                )
+        return self._respond(result.response)
 
     @guarded("abort")
     def abort(self) -> int:
-        if self.conn.current is not None:
-            self._finish(self.conn.current, "aborted", self.conn.last_stage)
+        self.session.abort(self._macro("i"))
         return CONTINUE
 
     @guarded("close")
     def close(self) -> int:
-        c = self.conn
-        if c.current is not None:
-            self._finish(c.current, "aborted", c.last_stage)
-        metrics.CONNECTIONS_ACTIVE.dec()
-        if not c.seen_connect:
-            # The MTA opened and closed the milter connection without an SMTP client (Postfix
-            # does this around XCLIENT and for clients that leave before the greeting).
-            log.debug("milter connection closed before connect", extra={"conn_id": c.conn_id})
-            return CONTINUE
-        metrics.child(
-            metrics.CONNECTIONS, "true" if c.tls else "false", c.tls.version if c.tls else "none"
-        ).inc()
-        events.emit(c.record(time.time()))
+        try:
+            self.session.close()
+        finally:
+            _current.milter = None
         return CONTINUE
+
+
+# ---- wiring into pymilter's C module ----------------------------------------------------------
+
+
+def _priv(ctx: Any, factory: Callable[[], PolicyMilter]) -> PolicyMilter:
+    """The connection's object; created here if the MTA did not negotiate (old protocol)."""
+    m = ctx.getpriv()
+    if m is None:
+        m = factory()
+        m._setctx(ctx)
+    return m  # type: ignore[no-any-return]
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """pymilter reports an exception raised outside our callbacks with PyErr_Print (a traceback on
+    stderr). The usual one: a HELO (or connect host name) that is not UTF-8, which pymilter fails
+    to turn into text before any Python code runs. It becomes a recorded fact of the connection
+    and a JSON diagnostic; anything else becomes a JSON error line."""
+    m: PolicyMilter | None = getattr(_current, "milter", None)
+    if isinstance(exc, UnicodeDecodeError) and tb is None and isinstance(exc.object, bytes):
+        metrics.child(metrics.CALLBACK_ERRORS, "decode").inc()
+        if m is not None:
+            try:
+                m.session.unreadable_argument(exc.object)
+            except Exception:
+                log.exception("could not record an unreadable argument")
+            log.warning(
+                "pymilter could not decode a callback argument (not UTF-8); recorded as unreadable",
+                extra={"conn_id": m.session.conn.conn_id, "error": repr(exc.object[:80])},
+            )
+            return
+    log.error("unhandled exception", exc_info=(exc_type, exc, tb))
+
+
+def register(name: str, setup: Callable[[], Setup], on_error: str) -> None:
+    """Register the callbacks with pymilter's C module (before ``opensocket``/``main``)."""
+    milter = Milter.milter
+
+    def factory() -> PolicyMilter:
+        return PolicyMilter(setup)
+
+    Milter.factory = factory
+    sys.excepthook = _excepthook
+    Milter.set_exception_policy(Milter.TEMPFAIL if on_error == "tempfail" else Milter.CONTINUE)
+    milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE | Milter.SETSYMLIST)
+    milter.set_connect_callback(lambda ctx, *a: _priv(ctx, factory).connect(*a))
+    milter.set_helo_callback(lambda ctx, host: _priv(ctx, factory).hello(host))
+    milter.set_envfrom_callback(lambda ctx, *a: _priv(ctx, factory).envfrom(*a))
+    milter.set_envrcpt_callback(lambda ctx, *a: _priv(ctx, factory).envrcpt(*a))
+    milter.set_header_callback(lambda ctx, f, v: _priv(ctx, factory).header(f, v))
+    milter.set_eoh_callback(lambda ctx: CONTINUE)
+    milter.set_body_callback(lambda ctx, chunk: _priv(ctx, factory).body(chunk))
+    milter.set_eom_callback(lambda ctx: _priv(ctx, factory).eom())
+    milter.set_abort_callback(lambda ctx: _priv(ctx, factory).abort())
+    milter.set_close_callback(Milter.close_callback)
+    milter.register(
+        name,
+        data=lambda ctx: CONTINUE,
+        unknown=lambda ctx, cmd: CONTINUE,
+        negotiate=Milter.negotiate_callback,
+    )

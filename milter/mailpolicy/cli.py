@@ -11,12 +11,22 @@ from mailpolicy.config import DEFAULT_PATH, ConfigError, load
 
 
 def _check_config(path: str) -> int:
+    from mailpolicy.server import preflight
+
     try:
         cfg = load(path)
     except ConfigError as exc:
         for err in exc.errors:
             print(f"error: {err}", file=sys.stderr)
         print(f"{path}: {len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    problems, notes = preflight(cfg, starting=False)
+    for note in notes:
+        print(f"note: {path}: {note}", file=sys.stderr)
+    if problems:
+        for problem in problems:
+            print(f"error: {path}: {problem}", file=sys.stderr)
+        print(f"{path}: {len(problems)} error(s)", file=sys.stderr)
         return 1
     print(f"{path}: OK")
     for p in cfg.policies.values():
@@ -37,13 +47,16 @@ def _run(path: str) -> int:
     try:
         serve(cfg)
     except StartupError as exc:
-        print(f"mailpolicy: cannot start: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"error: {path}: {problem}", file=sys.stderr)
+        print(f"mailpolicy: cannot start: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 1
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailpolicy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mailpolicy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the milter")
     run.add_argument("--config", default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})")

@@ -67,7 +67,7 @@ _SOCKET_RE = re.compile(r"^(unix|local):(/.+)$|^inet6?:([0-9]{1,5})(?:@(.+))?$")
 def parse_socket(value: Any) -> str:
     """``unix:/run/mailpolicy/milter.sock`` or ``inet:PORT@HOST`` / ``inet6:PORT@HOST``."""
     text = _str(value)
-    m = _SOCKET_RE.match(text)
+    m = _SOCKET_RE.fullmatch(text)
     if not m or (m.group(3) and not 0 < int(m.group(3)) < 65536):
         raise ValueError(f"must be 'unix:/absolute/path' or 'inet:PORT@HOST' (got {text!r})")
     return text
@@ -143,7 +143,7 @@ _AUTHSERV_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 def _authserv_id(value: Any) -> str:
     text = _str(value)
-    if text and (len(text) > 253 or not _AUTHSERV_RE.match(text)):
+    if text and (len(text) > 253 or not _AUTHSERV_RE.fullmatch(text) or ".." in text):
         raise ValueError(f"must be a host name such as 'mx.example.org', or '' for this host (got {text!r})")
     return text
 
@@ -169,7 +169,7 @@ def _recipients(value: Any) -> tuple[str, ...]:
     out = []
     for i, item in enumerate(value):
         text = _str(item).strip().lower()
-        if not _RCPT_RE.match(text):
+        if not _RCPT_RE.fullmatch(text):
             raise ValueError(f"item {i}: {item!r} is not 'local@domain', 'local@' or '@domain'")
         out.append(text)
     return tuple(out)
@@ -185,7 +185,7 @@ MILTER_KEYS: dict[str, Option] = {
     "timeout": Option(300, _int_range(1, 3600)),
     "on_error": Option("continue", _one_of("continue", "tempfail")),
     "name": Option("mailpolicy", _str),
-    "hostname": Option("", _str),
+    "hostname": Option("", _authserv_id),
 }
 LOG_KEYS: dict[str, Option] = {
     "stdout": Option(True, _bool),
@@ -206,6 +206,7 @@ AUTH_KEYS: dict[str, Option] = {
     "spf_timeout": Option(20.0, _float_range(0.5, 120)),
     "dkim_max_signatures": Option(5, _int_range(1, 50)),
     "dkim_min_key_bits": Option(1024, _int_range(512, 8192)),
+    "dkim_max_key_bits": Option(4096, _int_range(2048, 8192)),
     "max_message_bytes": Option(25 * 1024 * 1024, _int_range(1024, 1024**3)),
 }
 POLICY_KEYS: dict[str, Option] = {
@@ -254,6 +255,7 @@ class AuthConfig:
     spf_timeout: float = 20.0
     dkim_max_signatures: int = 5
     dkim_min_key_bits: int = 1024
+    dkim_max_key_bits: int = 4096
     max_message_bytes: int = 25 * 1024 * 1024
 
 
@@ -310,6 +312,8 @@ def parse(data: Mapping[str, Any]) -> Config:
     metrics = _section(data.get("metrics"), "metrics", METRICS_KEYS, errors)
     dns = _section(data.get("dns"), "dns", DNS_KEYS, errors)
     auth = _section(data.get("auth"), "auth", AUTH_KEYS, errors)
+    if auth.get("dkim_min_key_bits", 0) > auth.get("dkim_max_key_bits", 8192):
+        errors.append("auth.dkim_min_key_bits: must not be above auth.dkim_max_key_bits")
 
     policies_raw = data.get("policies", {})
     if not isinstance(policies_raw, dict):
@@ -341,7 +345,11 @@ def parse(data: Mapping[str, Any]) -> Config:
     if errors:
         raise ConfigError(errors)
     if not milter["hostname"]:
-        milter["hostname"] = socket.gethostname()
+        host = socket.gethostname()
+        try:
+            milter["hostname"] = _authserv_id(host) or "localhost"
+        except ValueError as exc:
+            raise ConfigError([f"milter.hostname: empty, and this host's name is unusable: {exc}"]) from None
     if not auth["authserv_id"]:
         auth["authserv_id"] = milter["hostname"]
     return Config(

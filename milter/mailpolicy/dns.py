@@ -226,16 +226,24 @@ def resolv_conf_nameservers(path: str | None = None) -> list[tuple[str, int]]:
     return out
 
 
-def install(resolver: Resolver) -> None:
-    """Make ``resolver`` the milter's resolver and route pyspf through it. Called once at start-up
-    (tests may call it again with a new resolver: the pyspf hook itself is never swapped)."""
-    global _resolver
+def hook_pyspf() -> None:
+    """Route pyspf's module-global lookup through :func:`spf_dns_lookup`, once. Done when
+    mailpolicy.auth.spf is imported, so pyspf can never reach the system resolver: before
+    :func:`install` a lookup fails (SPF temperror) instead."""
     import spf
 
     with _install_lock:
-        _resolver = resolver
         if spf.DNSLookup is not spf_dns_lookup:
             spf.DNSLookup = spf_dns_lookup
+
+
+def install(resolver: Resolver) -> None:
+    """Make ``resolver`` the milter's resolver (pyspf goes through it). Called once at start-up
+    (tests may call it again with a new resolver: the pyspf hook itself is never swapped)."""
+    global _resolver
+    hook_pyspf()
+    with _install_lock:
+        _resolver = resolver
 
 
 def get() -> Resolver:
@@ -249,6 +257,8 @@ def spf_dns_lookup(name: str, qtype: str, tcpfallback: Any = True, timeout: floa
     raises ``spf.TempError``; no such name / no such record is an empty list."""
     import spf
 
+    if _resolver is None:
+        raise spf.TempError("mailpolicy's resolver is not installed")
     ans = get().query(name, qtype, timeout=timeout)
     if ans.failed:
         raise spf.TempError(f"DNS {ans.outcome} for {qtype} {name}")

@@ -1,7 +1,13 @@
-"""JSON logging: one JSON object per line for events (``"event": ...``) and diagnostics.
+"""The event wire format and the JSON log lines.
 
-Events are the stable interface read by ``mailpolicy report``; their fields are documented in
-README.md. Diagnostics carry ``level``, ``logger`` and ``msg`` and never an ``event`` key."""
+Events (``"event": "connection" | "transaction"``) are the stable interface read by
+``mailpolicy report``; their fields are documented in README.md and built here, from the state
+records, by :func:`transaction_record` and :func:`connection_record`. Diagnostics carry ``level``,
+``logger`` and ``msg`` and never an ``event`` key.
+
+Every line on every sink is one valid UTF-8 JSON object: values are cleaned where the records are
+built (:mod:`mailpolicy.text`), and the writer checks the encoded line once more, cleaning any
+string that still cannot be encoded instead of failing."""
 
 from __future__ import annotations
 
@@ -9,15 +15,101 @@ import json
 import logging
 import logging.handlers
 import sys
-from typing import Any
+from typing import IO, Any
 
 from mailpolicy import EVENT_SCHEMA
 from mailpolicy.model import iso
+from mailpolicy.state import Connection, Transaction
+from mailpolicy.text import to_str
+from mailpolicy.tls import PLAINTEXT_RECORD
 
 EVENTS = logging.getLogger("mailpolicy.event")
-_DIAG_FIELDS = ("conn_id", "queue_id", "callback", "check", "policy", "path", "error")
-# What json.dumps(out, separators=(",", ":"), ensure_ascii=False, default=str) builds on every call.
+_DIAG_FIELDS = ("conn_id", "queue_id", "callback", "check", "policy", "path", "error", "key")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+# ---- records ----------------------------------------------------------------------------------
+
+
+def transaction_record(txn: Transaction) -> dict[str, Any]:
+    c = txn.conn
+    rec: dict[str, Any] = {
+        "event": "transaction",
+        "conn_id": c.conn_id,
+        "txn": txn.index,
+        "queue_id": txn.queue_id,
+        "start": iso(txn.started),
+        "client_ip": c.client_ip_text,
+        "client_port": c.client_port,
+        "client_name": c.client_name,
+        "helo": c.helo[-1] if c.helo else None,
+        "auth": txn.auth_user,
+        "mail_from": txn.mail_from,
+        "rcpt_count": len(txn.recipients),
+        "rcpt_rejected": txn.rcpt_rejected,
+        "starttls": txn.tls is not None,
+        **(txn.tls.record() if txn.tls else PLAINTEXT_RECORD),
+        "policies": {name: d.record() for name, d in txn.decisions.items()},
+        "final_action": txn.final_action,
+        "outcome": txn.outcome,
+        "stage": txn.stage,
+        "unreadable": sorted(set(c.unreadable) | set(txn.unreadable)),
+    }
+    if txn.auth is not None:
+        rec.update(txn.auth.record())
+    m = txn.message
+    if m is not None:
+        rec["header_fields"] = m.fields
+        rec["from_fields"] = m.from_count
+        rec["authres_removed"] = len(m.forged)
+    return rec
+
+
+def connection_record(c: Connection, ended: float) -> dict[str, Any]:
+    return {
+        "event": "connection",
+        "conn_id": c.conn_id,
+        "start": iso(c.started),
+        "end": iso(ended),
+        "duration_s": round(ended - c.started, 6),
+        "client_ip": c.client_ip_text,
+        "client_port": c.client_port,
+        "client_name": c.client_name,
+        "daemon": c.daemon,
+        "helo": list(c.helo),
+        "starttls": c.tls is not None,
+        **(c.tls.record() if c.tls else PLAINTEXT_RECORD),
+        "transactions": c.transactions,
+        "messages": c.messages,
+        "outcomes": dict(c.outcomes),
+        "end_stage": c.last_stage,
+        "unreadable": sorted(set(c.unreadable)),
+    }
+
+
+# ---- encoding and writing ----------------------------------------------------------------------
+
+
+def _scrub(value: Any) -> Any:
+    """The value with every string made valid Unicode (the slow path, for a line that failed)."""
+    if isinstance(value, str):
+        return to_str(value)
+    if isinstance(value, dict):
+        return {to_str(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return to_str(bytes(value))
+    return value
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """One JSON line as UTF-8 bytes (without the newline); never raises for text content."""
+    line = _ENCODER.encode(obj)
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        return _ENCODER.encode(_scrub(obj)).encode("utf-8")
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,26 +117,48 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.host = host
 
-    def format(self, record: logging.LogRecord) -> str:
+    def record_dict(self, record: logging.LogRecord) -> dict[str, Any]:
         event = getattr(record, "event", None)
-        out: dict[str, Any]
         if isinstance(event, dict):
-            out = {"ts": iso(record.created), "host": self.host, "schema": EVENT_SCHEMA, **event}
-        else:
-            out = {
-                "ts": iso(record.created),
-                "host": self.host,
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-            for key in _DIAG_FIELDS:
-                value = getattr(record, key, None)
-                if value is not None:
-                    out[key] = value
-            if record.exc_info:
-                out["traceback"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(out)
+            return {"ts": iso(record.created), "host": self.host, "schema": EVENT_SCHEMA, **event}
+        out: dict[str, Any] = {
+            "ts": iso(record.created),
+            "host": self.host,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in _DIAG_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                out[key] = value
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return out
+
+    def format(self, record: logging.LogRecord) -> str:
+        return encode(self.record_dict(record)).decode("utf-8")
+
+
+class _BinaryStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each line as UTF-8 bytes to the stream's buffer: the locale's encoding (ASCII under a
+    bare systemd environment) can never make a line fail."""
+
+    def __init__(self, stream: IO[str]):
+        super().__init__(stream)
+        self._buffer = getattr(stream, "buffer", None)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = self.format(record).encode("utf-8") + b"\n"
+            if self._buffer is not None:
+                self._buffer.write(data)
+                self._buffer.flush()
+            else:
+                self.stream.write(data.decode("utf-8"))
+                self.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def setup(host: str, stdout: bool, file: str, level: str) -> None:
@@ -52,7 +166,7 @@ def setup(host: str, stdout: bool, file: str, level: str) -> None:
     fmt = JsonFormatter(host)
     handlers: list[logging.Handler] = []
     if stdout:
-        handlers.append(logging.StreamHandler(sys.stdout))
+        handlers.append(_BinaryStreamHandler(sys.stdout))
     if file:
         handlers.append(logging.handlers.WatchedFileHandler(file, encoding="utf-8"))
     root = logging.getLogger("mailpolicy")

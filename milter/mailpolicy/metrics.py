@@ -96,6 +96,35 @@ AR_REMOVED = Counter(
     "mailpolicy_authres_removed",
     "Authentication-Results headers claiming our authserv-id removed from incoming messages",
 )
+UNREADABLE_INPUTS = Counter(
+    "mailpolicy_unreadable_inputs",
+    "Inputs the MTA sent that could not be read as text (not UTF-8), by input: client_name, helo, "
+    "daemon_name, tls_version, cipher, cipher_bits, cert_subject, cert_issuer, auth_authen, "
+    "header_name, other; the checks still ran on what was known",
+    ["input"],
+)
+UNREADABLE_NAMES = frozenset(
+    (
+        "client_name",
+        "helo",
+        "daemon_name",
+        "tls_version",
+        "cipher",
+        "cipher_bits",
+        "cert_subject",
+        "cert_issuer",
+        "auth_authen",
+        "header_name",
+    )
+)
+
+
+def unreadable_label(name: str) -> str:
+    """The metric label of an unreadable input (``{auth_authen}`` -> ``auth_authen``)."""
+    label = name.strip("{}")
+    return label if label in UNREADABLE_NAMES else "other"
+
+
 DKIM_SKIPPED = Counter(
     "mailpolicy_dkim_signatures_skipped",
     "DKIM signatures not verified because the message carried more than auth.dkim_max_signatures",

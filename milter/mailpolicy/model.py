@@ -45,7 +45,7 @@ class Reply:
     @classmethod
     def parse(cls, value: str) -> Reply:
         """Parse ``"530 5.7.0 Must issue a STARTTLS command first"``; raise ValueError."""
-        m = _REPLY_RE.match(value)
+        m = _REPLY_RE.fullmatch(value)
         if not m:
             raise ValueError(
                 f"not an SMTP reply: {value!r} (expected e.g. '550 5.7.1 text', code 4xx or 5xx)"

@@ -1,19 +1,28 @@
-"""Start-up: logging, metrics endpoint, the milter socket with checked permissions, main loop."""
+"""Start-up: logging, metrics endpoint, the milter socket with checked permissions, main loop.
+
+Everything that can refuse a start because of the configuration or this host is checked by
+:func:`preflight`, which ``mailpolicy check-config`` runs too: what makes ``run`` fail makes
+``check-config`` fail, naming the key."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import grp
 import logging
 import os
 import pwd
+import shutil
+import socket
 import stat
+import subprocess
 
 import Milter
 from prometheus_client import start_http_server
 
-from mailpolicy import __version__, dns, events
-from mailpolicy.adapter import PolicyMilter
+from mailpolicy import __version__, adapter, dns, events
 from mailpolicy.config import Config
+from mailpolicy.session import setup_of
 
 log = logging.getLogger("mailpolicy.server")
 
@@ -23,7 +32,11 @@ milter = Milter.milter
 
 
 class StartupError(Exception):
-    pass
+    """Something prevents a safe start; each problem is ``key: what is wrong``."""
+
+    def __init__(self, *problems: str):
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 def unix_path(spec: str) -> str | None:
@@ -80,8 +93,8 @@ def secure_socket(path: str, group: str, mode: int, client_user: str) -> None:
             raise StartupError(f"milter.client_user: {problem}")
 
 
-def setup_dns(config: Config) -> None:
-    """Install the milter's one resolver (nameservers from the config, else /etc/resolv.conf)."""
+def resolver_servers(config: Config) -> list[tuple[str, int]]:
+    """The nameservers the milter will use; raises StartupError naming ``dns.nameservers``."""
     servers = list(config.dns.nameservers)
     if not servers:
         try:
@@ -90,14 +103,121 @@ def setup_dns(config: Config) -> None:
             raise StartupError(f"dns.nameservers: empty, and {dns.RESOLV_CONF}: {exc.strerror}") from None
         if not servers:
             raise StartupError(f"dns.nameservers: empty, and {dns.RESOLV_CONF} lists no nameserver")
+    return servers
+
+
+def setup_dns(config: Config) -> None:
+    """Install the milter's one resolver (nameservers from the config, else /etc/resolv.conf)."""
+    servers = resolver_servers(config)
     dns.install(dns.Resolver(servers, config.dns.timeout, config.dns.cache_size))
     log.info("DNS: %s", ", ".join(f"{ip}:{port}" for ip, port in servers))
 
 
+def _writable_file(path: str) -> str | None:
+    """Why ``path`` cannot be opened for appending by this process, or None."""
+    directory = os.path.dirname(os.path.abspath(path)) or "/"
+    if not os.path.isdir(directory):
+        return f"directory {directory} does not exist"
+    if os.path.exists(path):
+        if os.path.isdir(path):
+            return f"{path} is a directory"
+        if not os.access(path, os.W_OK):
+            return f"{path} is not writable"
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        return f"cannot create files in {directory}"
+    return None
+
+
+def socket_in_use(path: str) -> bool:
+    """Whether something accepts connections on the unix socket at ``path``."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(path)
+        return True
+    except OSError as exc:
+        return exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK)
+    finally:
+        s.close()
+
+
+RUNTIME_PARENTS = ("/run", "/var/run")
+
+
+def preflight(config: Config, starting: bool = True) -> tuple[list[str], list[str]]:
+    """Every problem with this host that would make ``run`` refuse to start, as ``key: problem``,
+    and notes. With ``starting=False`` (check-config) a running instance is not a problem (the
+    admin checks the file before a reload), and a missing socket directory directly under /run is a
+    note: systemd's RuntimeDirectory= creates it when the service starts."""
+    problems: list[str] = []
+    notes: list[str] = []
+    m = config.milter
+    if config.log.file:
+        why = _writable_file(config.log.file)
+        if why:
+            problems.append(f"log.file: {why}")
+    path = unix_path(m.socket)
+    if path is not None:
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            msg = f"milter.socket: directory {directory} does not exist"
+            if not starting and os.path.dirname(directory) in RUNTIME_PARENTS:
+                notes.append(f"{msg} yet (systemd's RuntimeDirectory= creates it when the service starts)")
+            else:
+                problems.append(msg)
+        elif starting and os.path.exists(path) and socket_in_use(path):
+            problems.append(f"milter.socket: {path} is in use by a running process (another mailpolicy?)")
+    try:
+        resolver_servers(config)
+    except StartupError as exc:
+        problems.extend(exc.problems)
+    return problems, notes
+
+
+# libmilter refuses a milter packet larger than 65,535 bytes unless told otherwise (and drops the
+# connection, which the MTA turns into its milter_default_action), while Postfix sends a header
+# field of up to header_size_limit (102,400 bytes by default) as one packet. libmilter's public
+# smfi_setmaxdatasize() raises the limit; pymilter does not wrap it, so it is called through ctypes
+# on the libmilter that pymilter's C module is linked with.
+MAX_DATA_SIZE = 1024 * 1024 - 1  # MILTER_MDS_1M
+
+
+def raise_max_data_size(size: int = MAX_DATA_SIZE) -> int | None:
+    """Set libmilter's packet size limit; returns the old one, or None when it cannot be set."""
+    try:
+        lib = ctypes.CDLL(Milter.milter.__file__)
+        fn = lib.smfi_setmaxdatasize
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_size_t
+    return int(fn(size))
+
+
+def postfix_header_limit() -> int | None:
+    """Postfix's header_size_limit on this host (``postconf``), or None when it cannot tell."""
+    postconf = shutil.which("postconf")
+    if postconf is None:
+        return None
+    try:
+        out = subprocess.run(
+            [postconf, "-h", "header_size_limit"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        return int(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
 def serve(config: Config) -> None:
     """Run until SIGTERM/SIGINT. Raises StartupError on anything that prevents a safe start."""
+    problems, _notes = preflight(config)
+    if problems:
+        raise StartupError(*problems)
     m = config.milter
-    events.setup(m.hostname, config.log.stdout, config.log.file, config.log.level)
+    try:
+        events.setup(m.hostname, config.log.stdout, config.log.file, config.log.level)
+    except OSError as exc:
+        raise StartupError(f"log.file: cannot open {config.log.file}: {exc.strerror}") from None
     if config.metrics.listen:
         host, port = config.metrics.listen
         try:
@@ -106,39 +226,36 @@ def serve(config: Config) -> None:
             raise StartupError(f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror}") from None
 
     setup_dns(config)
-    PolicyMilter.configure(config)
-    Milter.factory = PolicyMilter
-    Milter.set_exception_policy(Milter.TEMPFAIL if m.on_error == "tempfail" else Milter.CONTINUE)
-    milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE | Milter.SETSYMLIST)
-    milter.set_connect_callback(Milter.connect_callback)
-    milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
-    milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
-    milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt_bytes(*b))
-    milter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header_bytes(f, v))
-    milter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
-    milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
-    milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
-    milter.set_abort_callback(lambda ctx: ctx.getpriv().abort())
-    milter.set_close_callback(Milter.close_callback)
+    adapter.register(m.name, setup_of(config), m.on_error)
     milter.setconn(m.socket)
     milter.settimeout(m.timeout)
-    milter.register(
-        m.name,
-        data=lambda ctx: ctx.getpriv().data(),
-        unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
-        negotiate=Milter.negotiate_callback,
-    )
+    old = raise_max_data_size()
+    if old is None:
+        log.warning(
+            "cannot raise libmilter's packet limit: a header field over 65,535 bytes drops the milter "
+            "connection"
+        )
+        limit = 65535
+    else:
+        limit = MAX_DATA_SIZE
+    header_limit = postfix_header_limit()
+    if header_limit is not None and header_limit > limit - 1024:
+        log.warning(
+            "Postfix header_size_limit (%d) is above what the milter protocol can carry here (%d): a "
+            "longer header field drops the milter connection; set header_size_limit = %d or less",
+            header_limit,
+            limit,
+            limit - 1024,
+        )
 
     path = unix_path(m.socket)
-    if path is not None and not os.path.isdir(os.path.dirname(path)):
-        raise StartupError(f"milter.socket: directory {os.path.dirname(path)} does not exist")
-    old = os.umask(0o177)  # never let the socket exist with looser permissions than configured
+    old_umask = os.umask(0o177)  # never let the socket exist with looser permissions than configured
     try:
         milter.opensocket(True)
     except milter.error as exc:
         raise StartupError(f"milter.socket: cannot open {m.socket}: {exc}") from None
     finally:
-        os.umask(old)
+        os.umask(old_umask)
     if path is not None:
         secure_socket(path, m.socket_group, m.socket_mode, m.client_user)
 

@@ -1,7 +1,8 @@
-"""Connection state apart from transaction state.
+"""Connection state apart from transaction state: small, dumb records (aiosmtpd's Session/Envelope).
 
 One :class:`Connection` lives for one SMTP session (one milter connection); it holds zero or more
-:class:`Transaction` objects, one per MAIL FROM. The adapter fills them; checks read them."""
+:class:`Transaction` objects, one per MAIL FROM. :mod:`mailpolicy.session` fills them and owns their
+life; checks read them; :mod:`mailpolicy.events` turns them into event lines."""
 
 from __future__ import annotations
 
@@ -11,11 +12,15 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mailpolicy.auth import AuthResults
-from mailpolicy.model import Decision, iso
-from mailpolicy.tls import PLAINTEXT_RECORD, TlsInfo
+from mailpolicy.model import Decision
+from mailpolicy.tls import TlsInfo
+
+if TYPE_CHECKING:
+    from mailpolicy.message import Message
+    from mailpolicy.session import Setup
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -29,7 +34,7 @@ def new_conn_id() -> str:
 
 
 def parse_ip(raw: object) -> IPAddress | None:
-    """Client address from a connect callback (``'192.0.2.1'``, ``'::1'``, ``'IPv6:::1'``)."""
+    """Client address from a connect callback or macro (``'192.0.2.1'``, ``'::1'``, ``'IPv6:::1'``)."""
     if not isinstance(raw, str):
         return None
     text = raw.strip().strip("[]")
@@ -45,21 +50,20 @@ def parse_ip(raw: object) -> IPAddress | None:
 class Transaction:
     conn: Connection
     index: int
+    setup: Setup
     started: float = field(default_factory=time.time)
     mail_from: str | None = None
     auth_user: str | None = None
     tls: TlsInfo | None = None
     recipients: list[str] = field(default_factory=list)
     rcpt_rejected: int = 0
+    rcpt_exempt: Counter[str] = field(default_factory=Counter)  # per policy: exempt recipients
     queue_id: str | None = None
     decisions: dict[str, Decision] = field(default_factory=dict)
-    # Data the message stage collects (headers, body hashes); checks add what they need.
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Authentication (SPF at MAIL, DKIM/DMARC at EOM) when enabled; see mailpolicy.auth.
+    # Authentication (SPF at MAIL, DKIM/DMARC at EOM) when it runs; see mailpolicy.auth.
     auth: AuthResults | None = None
-    body: bytearray = field(default_factory=bytearray)
-    body_truncated: bool = False
+    message: Message | None = None  # header facts and DKIM state, when the message is looked at
+    unreadable: list[str] = field(default_factory=list)  # inputs that could not be read, by name
     outcome: str | None = None  # accepted | rejected | tempfailed | quarantined | aborted
     stage: str = "mail"
     final_action: str = "continue"
@@ -67,32 +71,6 @@ class Transaction:
     @property
     def client_ip(self) -> IPAddress | None:
         return self.conn.client_ip
-
-    def record(self) -> dict[str, Any]:
-        c = self.conn
-        rec: dict[str, Any] = {
-            "event": "transaction",
-            "conn_id": c.conn_id,
-            "txn": self.index,
-            "queue_id": self.queue_id,
-            "start": iso(self.started),
-            "client_ip": c.client_ip_text,
-            "client_port": c.client_port,
-            "client_name": c.client_name,
-            "helo": c.helo[-1] if c.helo else None,
-            "auth": self.auth_user,
-            "mail_from": self.mail_from,
-            "rcpt_count": len(self.recipients),
-            "rcpt_rejected": self.rcpt_rejected,
-            "starttls": self.tls is not None,
-            **(self.tls.record() if self.tls else PLAINTEXT_RECORD),
-            "policies": {name: d.record() for name, d in self.decisions.items()},
-            "final_action": self.final_action,
-            "outcome": self.outcome,
-            "stage": self.stage,
-        }
-        rec.update(self.extra)
-        return rec
 
 
 @dataclass
@@ -111,29 +89,5 @@ class Connection:
     outcomes: Counter[str] = field(default_factory=Counter)
     last_stage: str = "negotiate"
     seen_connect: bool = False
+    unreadable: list[str] = field(default_factory=list)  # connection-level inputs not readable
     current: Transaction | None = None
-
-    def begin(self) -> Transaction:
-        self.transactions += 1
-        self.current = Transaction(conn=self, index=self.transactions)
-        return self.current
-
-    def record(self, ended: float) -> dict[str, Any]:
-        return {
-            "event": "connection",
-            "conn_id": self.conn_id,
-            "start": iso(self.started),
-            "end": iso(ended),
-            "duration_s": round(ended - self.started, 6),
-            "client_ip": self.client_ip_text,
-            "client_port": self.client_port,
-            "client_name": self.client_name,
-            "daemon": self.daemon,
-            "helo": list(self.helo),
-            "starttls": self.tls is not None,
-            **(self.tls.record() if self.tls else PLAINTEXT_RECORD),
-            "transactions": self.transactions,
-            "messages": self.messages,
-            "outcomes": dict(self.outcomes),
-            "end_stage": self.last_stage,
-        }

@@ -1,4 +1,5 @@
-"""Unit tests of the adapter's safety net, with a fake libmilter context (mocks belong here only)."""
+"""Unit tests of the adapter's translation and safety net, with a fake libmilter context (mocks
+belong here only; the rules are tested in test_session.py, the real process in tests/protocol)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import Milter
 import pytest
 from prometheus_client import REGISTRY
 
-from mailpolicy import config
+from mailpolicy import adapter, config
 from mailpolicy.adapter import PolicyMilter
+from mailpolicy.session import setup_of
 
 
 class FakeCtx:
-    def __init__(self, macros: dict[str, str] | None = None, broken: bool = False):
+    def __init__(self, macros: dict[str, Any] | None = None, broken: bool = False):
         self.macros = macros or {}
         self.broken = broken
-        self.replies: list[tuple[Any, ...]] = []
+        self.calls: list[tuple[Any, ...]] = []
 
     def setpriv(self, priv: object) -> None:
         pass
@@ -24,15 +26,26 @@ class FakeCtx:
     def getsymval(self, name: str) -> str | None:
         if self.broken:
             raise RuntimeError("context is broken")
-        return self.macros.get(name)
+        value = self.macros.get(name)
+        if isinstance(value, bytes):  # what pymilter's strict "s" decoding does with 8-bit bytes
+            value.decode("utf-8")
+        return value
 
     def setreply(self, *args: Any) -> None:
-        self.replies.append(args)
+        self.calls.append(("setreply", *args))
+
+    def addheader(self, *args: Any) -> None:
+        self.calls.append(("addheader", *args))
+
+    def chgheader(self, *args: Any) -> None:
+        self.calls.append(("chgheader", *args))
+
+    def quarantine(self, *args: Any) -> None:
+        self.calls.append(("quarantine", *args))
 
 
 def milter(ctx: FakeCtx, **cfg: Any) -> PolicyMilter:
-    PolicyMilter.configure(config.parse(cfg))
-    m = PolicyMilter()
+    m = PolicyMilter(setup_of(config.parse(cfg)))
     m._setctx(ctx)
     return m
 
@@ -51,10 +64,10 @@ def test_exception_in_callback_is_counted_logged_and_answered(
         policies={"require_starttls": {"mode": "enforce"}},
     )
     before = errors("mail")
-    assert m.envfrom("<a@example.org>") == rc
+    assert m.envfrom(b"<a@example.org>") == rc
     assert errors("mail") == before + 1
     rec = [r for r in caplog.records if r.getMessage() == "callback failed"][-1]
-    assert rec.callback == "mail" and rec.conn_id == m.conn.conn_id  # type: ignore[attr-defined]
+    assert rec.callback == "mail" and rec.conn_id == m.session.conn.conn_id  # type: ignore[attr-defined]
     assert "context is broken" in str(rec.exc_info[1] if rec.exc_info else "")
 
 
@@ -67,10 +80,81 @@ def test_no_reply_callbacks_always_continue_on_error() -> None:
 
 def test_monitor_never_sets_a_reply() -> None:
     ctx = FakeCtx()
-    m = milter(ctx)
+    m = milter(ctx, auth={"enabled": False})
     m.connect("client.example", 2, ("203.0.113.1", 2525))
-    assert m.envfrom("<a@example.org>") == Milter.CONTINUE
-    assert m.envrcpt("<b@example.org>") == Milter.CONTINUE
+    assert m.envfrom(b"<a@example.org>") == Milter.CONTINUE
+    assert m.envrcpt(b"<b@example.org>") == Milter.CONTINUE
     assert m.eom() == Milter.CONTINUE
-    assert ctx.replies == []
-    assert m.conn.outcomes == {"accepted": 1}
+    assert ctx.calls == []
+    assert m.session.conn.outcomes == {"accepted": 1}
+
+
+def test_refusal_becomes_setreply_and_reject() -> None:
+    ctx = FakeCtx()
+    m = milter(ctx, auth={"enabled": False}, policies={"require_starttls": {"mode": "enforce"}})
+    m.connect("client.example", 2, ("203.0.113.1", 2525))
+    assert m.envfrom(b"<a@example.org>") == Milter.REJECT
+    assert ctx.calls == [("setreply", "530", "5.7.0", "Must issue a STARTTLS command first")]
+
+
+def test_unreadable_macros_are_facts_not_exceptions() -> None:
+    """Hole: an 8-bit {cert_subject} or {auth_authen} made getsymval raise inside envfrom: no SPF,
+    no MAIL-stage policy, and in enforce mode the message passed unchecked."""
+    ctx = FakeCtx(
+        {
+            "{tls_version}": "TLSv1.3",
+            "{cipher}": "TLS_AES_256_GCM_SHA384",
+            "{cert_subject}": b"Caf\xe9 CA",
+            "{auth_authen}": b"j\xf6rg",
+        }
+    )
+    policies = {"require_starttls": {"mode": "enforce"}, "tls_min_version": {"mode": "enforce"}}
+    m = milter(
+        ctx, auth={"enabled": False}, policies={**policies, "spf": {"mode": "off"}, "dmarc": {"mode": "off"}}
+    )
+    m.connect("client.example", 2, ("203.0.113.1", 2525))
+    assert m.envfrom(b"<a@example.org>") == Milter.CONTINUE
+    txn = m.session.conn.current
+    assert txn is not None
+    assert set(txn.decisions) == {"require_starttls", "tls_min_version"}
+    assert txn.tls is not None and txn.tls.cert_subject == "Caf\ufffd CA"
+    assert txn.auth_user == "j\ufffdrg"  # a login the MTA vouched for, however it is spelt
+    assert {"{cert_subject}", "{auth_authen}"} <= set(txn.unreadable)
+
+
+def test_eom_edits_become_header_calls() -> None:
+    ctx = FakeCtx({"i": "QID"})
+    m = milter(
+        ctx,
+        auth={"authserv_id": "mx.example"},
+        dns={"nameservers": ["127.0.0.1:9"]},
+        policies={"spf": {"mode": "off"}},
+    )
+    m._leadspc = True
+    m.session.negotiate(True, True)
+    m.connect("client.example", 2, ("203.0.113.1", 2525))
+    m.session.conn.client_ip = None  # SPF gives "none" without a lookup
+    assert m.envfrom(b"<>") == Milter.CONTINUE
+    for name, value in (("From", b" a@[192.0.2.1]"), ("Authentication-Results", b" mx.example; dkim=pass")):
+        m.header(name, value)
+    assert m.eom() == Milter.CONTINUE
+    kinds = [c[0] for c in ctx.calls]
+    assert kinds == ["chgheader", "addheader"]
+    assert ctx.calls[0] == ("chgheader", "Authentication-Results", 1, "")
+    assert ctx.calls[1][1] == "Authentication-Results" and ctx.calls[1][2].startswith(" mx.example; ")
+    assert ctx.calls[1][3] == 0
+
+
+def test_excepthook_records_a_helo_pymilter_could_not_decode(caplog: pytest.LogCaptureFixture) -> None:
+    """Hole: an 8-bit HELO fails inside pymilter (its C code decodes it strictly) before hello()
+    runs: not recorded, a bare traceback on stderr. The hook makes it a fact of the connection."""
+    m = milter(FakeCtx(), auth={"enabled": False})
+    m.connect("client.example", 2, ("203.0.113.1", 2525))
+    adapter._current.milter = m
+    try:
+        b"mail.\xff.example".decode("utf-8")
+    except UnicodeDecodeError as exc:
+        adapter._excepthook(UnicodeDecodeError, exc, None)
+    assert m.session.conn.helo == ["mail.\ufffd.example"]
+    assert "helo" in m.session.conn.unreadable
+    assert any("could not decode a callback argument" in r.getMessage() for r in caplog.records)

@@ -21,7 +21,7 @@ def errors(data: dict[str, object]) -> list[str]:
 def test_defaults() -> None:
     c = config.parse({"milter": {"hostname": "mx.example.org"}})
     assert c.dns == config.DnsConfig((), 5.0, 10000)
-    assert c.auth == config.AuthConfig(True, "mx.example.org", 20.0, 5, 1024, 25 * 1024 * 1024)
+    assert c.auth == config.AuthConfig(True, "mx.example.org", 20.0, 5, 1024, 4096, 25 * 1024 * 1024)
     spf = c.policies["spf"]
     assert spf.mode is Mode.MONITOR
     assert spf.options["fail"] is Action.REJECT

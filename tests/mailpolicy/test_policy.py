@@ -9,13 +9,14 @@ from mailpolicy.checks import CHECKS
 from mailpolicy.model import Action, Decision, Mode, Verdict
 from mailpolicy.state import Connection, Transaction
 from mailpolicy.tls import TlsInfo
+from support.txn import new_txn
 
 
 def txn(
     ip: str = "203.0.113.1", auth: str | None = None, tls: str | None = None, rcpts: tuple[str, ...] = ()
 ) -> Transaction:
     conn = Connection(client_ip=ipaddress.ip_address(ip), client_ip_text=ip)
-    t = conn.begin()
+    t = new_txn(conn)
     t.auth_user = auth
     t.tls = TlsInfo(tls, "AES", 128, None, None) if tls else None
     t.recipients.extend(rcpts)
@@ -84,7 +85,9 @@ def test_check_exception_becomes_temperror_without_action() -> None:
 
 
 def test_strongest_prefers_severity_then_order() -> None:
-    mk = lambda name, action: Decision(name, Mode.ENFORCE, "fail", action)  # noqa: E731
+    def mk(name: str, action: Action) -> Decision:
+        return Decision(name, Mode.ENFORCE, "fail", action)
+
     a, b, c = mk("a", Action.TEMPFAIL), mk("b", Action.REJECT), mk("c", Action.REJECT)
     assert policy.strongest([a, b, c]) is b
     assert policy.strongest([Decision("m", Mode.MONITOR, "fail", Action.REJECT), a]) is a

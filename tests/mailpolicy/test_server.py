@@ -58,7 +58,8 @@ def test_run_fails_loudly_when_postfix_cannot_reach_the_socket(tmp_path: Path) -
     closed.mkdir(mode=0o700)
     r = start(tmp_path, f'[milter]\nsocket = "unix:{closed}/m.sock"\n[metrics]\nlisten = ""\n')
     assert r.returncode == 1
-    assert "cannot start: milter.client_user: directory" in r.stderr and "'postfix'" in r.stderr
+    assert "milter.client_user: directory" in r.stderr and "'postfix'" in r.stderr
+    assert "mailpolicy: cannot start" in r.stderr
 
 
 def test_run_fails_when_socket_directory_is_missing(tmp_path: Path) -> None:

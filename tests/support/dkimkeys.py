@@ -25,7 +25,7 @@ class Key:
 def rsa_key(bits: int = 2048) -> Key:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "key")
-        dknewkey.BITS_REQUIRED = bits  # type: ignore[attr-defined]
+        dknewkey.BITS_REQUIRED = bits
         dknewkey.GenRSAKeys(path, verbose=False)
         dknewkey.ExtractRSADnsPublicKey(path, path + ".dns", verbose=False)
         with open(path, "rb") as fh:
@@ -54,6 +54,7 @@ def sign(message: bytes, domain: str, selector: str, key: Key, **kw: object) -> 
         include_headers=[b"from", b"to", b"subject", b"date", b"message-id"],
         **kw,
     )
+    assert isinstance(sig, bytes)
     return sig + message
 
 

@@ -75,7 +75,8 @@ class Client:
         except smtplib.SMTPRecipientsRefused as exc:
             return Result(False, refused_rcpts={r: (c, t.decode()) for r, (c, t) in exc.recipients.items()})
         except smtplib.SMTPDataError as exc:
-            return Result(False, data_reply=(exc.smtp_code, exc.smtp_error.decode()))
+            err = exc.smtp_error
+            return Result(False, data_reply=(exc.smtp_code, err.decode() if isinstance(err, bytes) else err))
         return Result(True, refused_rcpts={r: (c, t.decode()) for r, (c, t) in refused.items()})
 
     def quit(self) -> None:

@@ -190,7 +190,8 @@ class MilterProcess:
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            return r.read().decode()
+            body: bytes = r.read()
+            return body.decode()
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples called ``name`` whose labels include ``labels`` (0 if none)."""
@@ -394,11 +395,12 @@ class SmtpSink:
 
     def find(self, needle: bytes, timeout: float = 15.0) -> bytes:
         """The captured message containing ``needle`` (e.g. a unique Message-ID)."""
-        return wait_for(
+        found: bytes = wait_for(
             lambda: next((m for m in self.messages() if needle in m), None),
-            timeout,  # type: ignore[no-any-return]
+            timeout,
             f"a captured message containing {needle!r}",
         )
+        return found
 
 
 class Stack:

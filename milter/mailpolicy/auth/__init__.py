@@ -41,6 +41,7 @@ class DkimResult:
             "algorithm": self.algorithm,
             "bits": self.bits,
             "aligned": self.aligned,
+            "reason": self.reason,
         }
 
 
@@ -54,6 +55,9 @@ class DmarcResult:
     spf_aligned: bool = False
     dkim_aligned: bool = False
     reason: str = ""
+    # Why there is no single Author Domain (RFC 9989 5.3.1): no_from, too_many_from,
+    # unparseable_from, no_domain, multiple_from, multiple_domains, too_many_domains; else None.
+    author_problem: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -64,6 +68,8 @@ class DmarcResult:
             "disposition": self.disposition,
             "spf_aligned": self.spf_aligned,
             "dkim_aligned": self.dkim_aligned,
+            "author_problem": self.author_problem,
+            "reason": self.reason,
         }
 
 

@@ -1,29 +1,50 @@
-"""DKIM verification (RFC 6376, RFC 8301, RFC 8463) with dkimpy, mapped to RFC 8601 results.
+"""DKIM verification (RFC 6376, RFC 8301, RFC 8463), streaming, with every cost bounded.
 
-dkimpy's ``verify()`` only says True/False; here each signature is verified in steps so that every
-outcome is a defined result:
+The message is never kept: header fields are collected as they arrive (:meth:`Verifier.header`),
+the body is canonicalized and hashed chunk by chunk for each distinct (canonicalization, hash,
+``l=``) of the signatures (:meth:`Verifier.body`), and at end of message each signature's key is
+looked up and its header hash checked (:meth:`Verifier.finish`). Memory is the header fields plus a
+few bytes per hash, whatever the body size.
 
+Every step is linear in the size of what the sender controls. dkimpy supplies the hash and RSA
+primitives, key parsing and its tag=value parser, but its signature-field checks and ``b=``
+removal use regular expressions that backtrack quadratically on crafted whitespace (tens of seconds
+for one 100 KB signature field), and its header selection is O(h= names x header fields); those
+steps are reimplemented here, linear, with dkimpy's semantics (the corpora in tests/corpora keep
+the same results). Hostile keys are refused before any arithmetic (RSA modulus over
+``auth.dkim_max_key_bits``, public exponent over 64 bits or below 3, key data too long to be such
+a key).
+
+Results (RFC 8601 words):
 - pass: the signature verifies with an acceptable key;
 - fail: body hash or signature mismatch;
-- policy: the signature verifies but is not acceptable (RFC 8301: rsa-sha1, or an RSA key shorter
-  than ``auth.dkim_min_key_bits``);
-- neutral: not verified because the message was larger than ``auth.max_message_bytes``;
+- policy: verifies but is not acceptable (RFC 8301: rsa-sha1, or an RSA key shorter than
+  ``auth.dkim_min_key_bits``);
+- neutral: not verified because of one of our limits (the body is larger than
+  ``auth.max_message_bytes``, or the message has more than :data:`MAX_HEADER_FIELDS` header fields);
 - temperror: the key lookup failed (timeout, SERVFAIL);
-- permerror: malformed or expired signature, unknown algorithm, missing/revoked/malformed key,
-  key type not matching ``a=``, or any other library exception.
+- permerror: malformed or expired signature, unknown algorithm, missing/revoked/malformed/hostile
+  key, key type not matching ``a=``, or any other library exception.
 Signatures beyond ``auth.dkim_max_signatures`` are not verified (counted in a metric)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dkim as dkimpy
 import dkim.crypto
+import nacl.exceptions
+from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 from dkim.util import parse_tag_value
 
 from mailpolicy import dns, metrics
@@ -31,98 +52,262 @@ from mailpolicy.auth import DkimResult
 
 log = logging.getLogger("mailpolicy.auth.dkim")
 
-_SIG_RE = re.compile(rb"^dkim-signature$", re.I)
+MAX_HEADER_FIELDS = 10_000
+"""Header fields kept for DKIM header hashing. A message with more gets ``neutral`` for every
+signature (a forged signature can never pass by it; DMARC then needs an aligned SPF pass)."""
+MAX_EXPONENT_BITS = 64  # OpenSSL's limit for large moduli (OPENSSL_RSA_MAX_PUBEXP_BITS)
+SIGNATURE_FIELD = b"dkim-signature"
+HASHES: dict[bytes, Callable[[], Any]] = {
+    b"rsa-sha1": hashlib.sha1,
+    b"rsa-sha256": hashlib.sha256,
+    b"ed25519-sha256": hashlib.sha256,
+}
+_B64 = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/")
+_WSP = frozenset(b" \t\r\n\x0b\x0c")  # bytes.strip()'s whitespace, and the \s of a bytes regex
+_B64_OR_WSP = _B64 | _WSP
+_WSP_OR_EQ = _WSP | frozenset(b"=")
+_BTAG_VALUE = _B64 | frozenset(b"=")
+_DOMAIN_SPECIALS = re.compile(rb"[()<>\[\]:;@\\,]")
+_RUNS = re.compile(rb"[\t ]+")
+_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_TIME_SLOP = 36000  # dkimpy's 10 h leeway for t= and x=
 
 
-# dkimpy's RSA verification converts between byte strings and integers one byte at a time in
-# Python (dkim.crypto.str2int/int2str, three calls of 256 steps per RSA-2048 signature). These are
-# the same functions on int.from_bytes/int.to_bytes, installed once into dkim.crypto (whose
-# RSASSA functions look them up as module globals).
-def _str2int(s: bytes | bytearray) -> int:
-    """dkim.crypto.str2int: a big-endian byte string as a non-negative integer."""
-    return int.from_bytes(bytearray(s), "big")
+class SignatureError(Exception):
+    """A signature field that cannot be verified: permerror with this reason."""
 
 
-def _int2str(n: int, length: int = -1) -> bytearray:
-    """dkim.crypto.int2str: big-endian bytes of ``n``; with ``length`` exactly that many bytes
-    (dkimpy keeps the low-order ``length`` bytes when ``n`` is larger)."""
-    assert n >= 0
-    if length < 0:
-        return bytearray(n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big"))
-    return bytearray((n & ((1 << (8 * length)) - 1)).to_bytes(length, "big"))
+# ---- body: streaming canonicalization (RFC 6376 3.4.3 / 3.4.4) -------------------------------
 
 
-dkim.crypto.str2int = _str2int
-dkim.crypto.int2str = _int2str
+class BodyHash:
+    """One canonicalized body hash, fed chunk by chunk; byte-identical to dkimpy's
+    ``canonicalize_body`` over the whole body (which first turns every bare LF into CRLF).
+
+    Held back between chunks: at most a CR (it may start a CRLF) and, for relaxed, one blank
+    standing for a run of WSP (it is dropped before CRLF), plus a count of empty lines (trailing
+    ones are dropped). Memory is constant whatever the sender sends."""
+
+    def __init__(self, relaxed: bool, hasher: Callable[[], Any], limit: int | None):
+        self.relaxed = relaxed
+        self._h = hasher()
+        self._limit = limit
+        self._fed = 0
+        self._hold = b""  # unprocessed tail of the current line: [one blank][CR]
+        self._line_has_content = False
+        self._empty = 0  # empty lines not yet emitted
+        self._emitted = False  # a line with content was emitted
+        self._digest: bytes | None = None
+
+    def _feed(self, data: bytes) -> None:
+        if self._limit is not None:
+            room = self._limit - self._fed
+            if room <= 0:
+                return
+            data = data[:room]
+        self._fed += len(data)
+        self._h.update(data)
+
+    def _content(self, data: bytes) -> None:
+        """Emit non-empty content of the current line (empty lines held so far come first)."""
+        if not self._line_has_content:
+            if self._empty:
+                self._feed(b"\r\n" * self._empty)
+                self._empty = 0
+            self._line_has_content = True
+            self._emitted = True
+        self._feed(data)
+
+    def _canon(self, data: bytes) -> bytes:
+        return _RUNS.sub(b" ", data) if self.relaxed else data
+
+    def update(self, chunk: bytes) -> None:
+        data = self._hold + chunk
+        data = _BARE_LF.sub(b"\r\n", data)
+        end = data.rfind(b"\r\n")
+        if end >= 0:
+            block, rest = data[: end + 2], data[end + 2 :]
+            self._lines(block)
+        else:
+            rest = data
+        # An incomplete line: emit what cannot change any more, hold back the rest.
+        cut = len(rest)
+        if rest.endswith(b"\r"):
+            cut -= 1
+        if self.relaxed:
+            while cut > 0 and rest[cut - 1] in (9, 32):
+                cut -= 1
+        if cut:
+            self._content(self._canon(rest[:cut]))
+        hold = rest[cut:]
+        self._hold = _RUNS.sub(b" ", hold) if self.relaxed else hold
+
+    def _lines(self, block: bytes) -> None:
+        """Complete lines (``block`` ends with CRLF); the first may continue an emitted line."""
+        if self.relaxed:
+            block = _RUNS.sub(b" ", _TRAILING_WSP.sub(b"\r\n", block))
+        # Trailing CRLF pairs: the first ends the last line, the others are empty lines.
+        tail = block.rstrip(b"\r\n")
+        seg = block[len(tail) :].replace(b"\r\n", b"\n")
+        pairs = len(seg) - len(seg.rstrip(b"\n"))
+        body = block[: len(block) - 2 * pairs]
+        if not body:
+            # Only line ends: the first ends the current line if it has content.
+            if self._line_has_content:
+                self._feed(b"\r\n")
+                pairs -= 1
+                self._line_has_content = False
+            self._empty += pairs
+            return
+        self._content(body)
+        self._feed(b"\r\n")
+        self._line_has_content = False
+        self._empty += pairs - 1
+
+    def digest(self) -> bytes:
+        if self._digest is None:
+            hold = self._hold
+            if hold:  # at the very end, a held blank or CR is content, not a line end
+                self._content(hold)
+                self._hold = b""
+            if self._line_has_content:
+                self._feed(b"\r\n")
+            elif not self._emitted and not self.relaxed:
+                self._feed(b"\r\n")  # simple: an empty body is one CRLF; relaxed: nothing
+            self._digest = self._h.digest()
+        return self._digest
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return str(value).strip() or None
+# ---- signature fields ----------------------------------------------------------------------
 
 
-def _rough_tags(raw: bytes) -> dict[bytes, bytes]:
-    """Best-effort tag=value parse of a signature that dkimpy refused (for reporting d=/s=/a=)."""
-    try:
-        return dict(parse_tag_value(raw))
-    except Exception:
-        out: dict[bytes, bytes] = {}
-        for part in raw.split(b";"):
-            k, eq, v = part.partition(b"=")
-            if eq:
-                out.setdefault(k.strip(), re.sub(rb"\s+", b"", v))
-        return out
+def _unspace(value: bytes) -> bytes:
+    return bytes(c for c in value if c not in _WSP) if any(c in _WSP for c in value) else value
 
 
-def _base(tags: dict[bytes, bytes], result: str, reason: str) -> DkimResult:
-    b = _text(re.sub(rb"\s+", b"", tags.get(b"b", b"")))
-    return DkimResult(
-        result=result,
-        domain=(_text(tags.get(b"d")) or "").lower() or None,
-        selector=_text(tags.get(b"s")),
-        algorithm=(_text(tags.get(b"a")) or "").lower() or None,
-        b=b[:8] if b else None,
-        reason=reason[:200],
-    )
+def _b64_shape(value: bytes) -> bool:
+    """dkimpy's ``re.match(rb"[\\s0-9A-Za-z+/]+[\\s=]*$", value)``, in linear time."""
+    j = 0
+    while j < len(value) and value[j] in _B64_OR_WSP:
+        j += 1
+    return j >= 1 and all(c in _WSP_OR_EQ for c in value[j:])
 
 
-def _signature_headers(message: bytes) -> list[bytes]:
-    """Raw values of the DKIM-Signature fields, for messages dkimpy cannot parse."""
-    head = message.split(b"\r\n\r\n", 1)[0]
-    out: list[bytes] = []
-    for m in re.finditer(rb"^dkim-signature[ \t]*:(.*(?:\r\n[ \t].*)*)", head, re.I | re.M):
-        out.append(m.group(1).replace(b"\r\n", b""))
-    return out
+def check_fields(sig: dict[bytes, bytes], now: float) -> None:
+    """dkimpy's ``validate_signature_fields`` (same checks, same order), linear. Raises SignatureError."""
+    for tag in (b"v", b"a", b"b", b"bh", b"d", b"h", b"s"):
+        if tag not in sig:
+            raise SignatureError(f"missing {tag.decode()}=")
+    if sig[b"a"] not in HASHES:
+        raise SignatureError("unknown signature algorithm")
+    # dkimpy checks the shape of b= twice (its bh= check looks at b= too), then both lengths.
+    if not _b64_shape(sig[b"b"]) or len(_unspace(sig[b"b"])) % 4:
+        raise SignatureError("b= value is not valid base64")
+    if len(_unspace(sig[b"bh"])) % 4:
+        raise SignatureError("bh= value is not valid base64")
+    d = sig[b"d"]
+    if d.isascii() and _DOMAIN_SPECIALS.search(d):
+        raise SignatureError("d= value is not valid")
+    if b"i" in sig:
+        i = sig[b"i"]
+        if len(i) <= len(d) or not i.lower().endswith(d.lower()) or i[-len(d) - 1] not in (64, 46):
+            raise SignatureError("i= domain is not a subdomain of d=")
+    if b"l" in sig and (not sig[b"l"].isdigit() or len(sig[b"l"]) > 76):
+        raise SignatureError("l= value is not a decimal integer")
+    if b"q" in sig and sig[b"q"] != b"dns/txt":
+        raise SignatureError("q= value is not dns/txt")
+    t_sign = None
+    if b"t" in sig:
+        if not sig[b"t"].isdigit():
+            raise SignatureError("t= value is not a decimal integer")
+        t_sign = int(sig[b"t"])
+        if t_sign > now + _TIME_SLOP:
+            raise SignatureError("t= value is in the future")
+    if sig[b"v"] != b"1":
+        raise SignatureError("v= value is not 1")
+    if b"x" in sig:
+        if not sig[b"x"].isdigit():
+            raise SignatureError("x= value is not a decimal integer")
+        x_sign = int(sig[b"x"])
+        if x_sign < now - _TIME_SLOP:
+            raise SignatureError("x= value is past")
+        if t_sign and x_sign < t_sign:
+            raise SignatureError("x= value is less than t= value")
 
 
-def verify(
-    message: bytes, max_signatures: int, min_key_bits: int, timeout: float, truncated: bool = False
-) -> list[DkimResult]:
-    """Verify every DKIM signature of ``message`` (CRLF line ends) up to the cap. Never raises."""
-    if b"dkim-signature" not in message.lower():
-        # No field can be a signature, whether dkimpy parses the message or not: skip the parse.
-        return []
-    try:
-        d = dkimpy.DKIM(message, minkey=min_key_bits, timeout=timeout)
-        sigs = [v for k, v in d.headers if _SIG_RE.match(k)]
-    except Exception as exc:
-        raw = _signature_headers(message)
-        return [
-            _base(_rough_tags(v), "permerror", f"unparsable message: {exc}") for v in raw[:max_signatures]
-        ]
-    if len(sigs) > max_signatures:
-        metrics.DKIM_SKIPPED.inc(len(sigs) - max_signatures)
-    results = []
-    for idx in range(min(len(sigs), max_signatures)):
-        try:
-            results.append(_verify_one(d, idx, sigs[idx], timeout, truncated))
-        except Exception as exc:  # never let a library bug escape
-            log.warning("dkim verification raised %s: %s", type(exc).__name__, exc)
-            results.append(_base(_rough_tags(sigs[idx]), "permerror", f"internal error: {exc}"))
-    return results
+def strip_b_value(value: bytes) -> bytes:
+    """The signature field value with every ``b=`` tag's value removed, as dkimpy's ``RE_BTAG``
+    substitution does (``[;\\s]b FWS =`` kept, then greedy units of FWS + one base64 character,
+    then a final line end), in linear time."""
+    out = bytearray()
+    i, n = 0, len(value)
+    start = 0
+    while i < n:
+        if value[i] in _WSP or value[i] == 59:  # [;\s]
+            j = i + 1
+            if j < n and value[j] == 98:  # "b"
+                k = j + 1
+                while k < n and value[k] in _WSP:
+                    k += 1
+                if k < n and value[k] == 61:  # "="
+                    out += value[start : k + 1]
+                    p = k + 1
+                    while True:
+                        q = p
+                        while q < n and value[q] in _WSP:
+                            q += 1
+                        if q < n and value[q] in _BTAG_VALUE:
+                            p = q + 1
+                        else:
+                            break
+                    if value[p:] in (b"\r\n", b"\n"):
+                        p = n
+                    i = start = p
+                    continue
+        i += 1
+    out += value[start:]
+    return bytes(out)
+
+
+def _relaxed_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    unfolded = value.replace(b"\r\n", b"").replace(b"\n", b"")
+    return name.lower().rstrip(), _RUNS.sub(b" ", unfolded).strip() + b"\r\n"
+
+
+def header_hash(
+    hasher: Callable[[], Any],
+    relaxed: bool,
+    fields: Sequence[tuple[bytes, bytes]],
+    index: dict[bytes, list[int]],
+    include: list[bytes],
+    signature: tuple[bytes, bytes],
+) -> Any:
+    """The header hash (RFC 6376 3.7): the fields named in ``h=`` (bottom-up, each instance once,
+    a missing one skipped), then the signature field without its ``b=`` value and final CRLF."""
+    h = hasher()
+    taken: dict[bytes, int] = {}
+    for name in include:
+        positions = index.get(name)
+        if not positions:
+            continue
+        used = taken.get(name, 0)
+        if used >= len(positions):
+            continue
+        taken[name] = used + 1
+        fname, fvalue = fields[positions[len(positions) - 1 - used]]
+        if relaxed:
+            fname, fvalue = _relaxed_header(fname, fvalue)
+        h.update(fname + b":" + fvalue)
+    sname, svalue = signature
+    svalue = strip_b_value(svalue)
+    if relaxed:
+        sname, svalue = _relaxed_header(sname, svalue)
+    h.update(sname + b":" + svalue.rstrip())
+    return h
+
+
+# ---- keys -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -133,6 +318,8 @@ class _KeyRecord:
     for_email: bool
     strict: bool  # t=s
     hashes: tuple[bytes, ...] | None  # h=, lower case; None when absent
+    key_type: bytes  # k=, rsa by default
+    data_len: int  # length of p= in base64 characters
     record: bytes  # what dkimpy's evaluate_pk is given (s= left out)
 
 
@@ -179,6 +366,8 @@ def _key_record(txt: bytes) -> _KeyRecord:
         for_email=b"*" in services or b"email" in services,
         strict=b"s" in flags,
         hashes=None if hashes is None else tuple(h.strip().lower() for h in hashes.split(b":")),
+        key_type=tags.get(b"k", b"rsa"),
+        data_len=len(_unspace(tags.get(b"p", b""))),
         # dkimpy compares s= as a whole string; it was checked as RFC 6376 3.6.1 says.
         record=b"; ".join(k + b"=" + v for k, v in tags.items() if k != b"s"),
     )
@@ -198,92 +387,337 @@ def _public_key(name: bytes, record: bytes) -> tuple[Any, Any, Any, Any]:
     return value
 
 
-def _verify_one(d: Any, idx: int, raw: bytes, timeout: float, truncated: bool) -> DkimResult:
-    try:
-        prep = d.verify_headerprep(idx)
-    except dkimpy.DKIMException as exc:
-        return _base(_rough_tags(raw), "permerror", str(exc))
-    sig, include_headers, sigheaders = prep
-    res = _base(sig, "permerror", "")
-    alg = res.algorithm or ""
-    name = sig[b"s"] + b"._domainkey." + sig[b"d"]
-    if truncated:
-        res.result, res.reason = "neutral", "message larger than auth.max_message_bytes"
-        return res
-    ans = dns.get().query(name, "TXT", timeout=timeout)
-    if ans.failed:
-        res.result, res.reason = "temperror", f"key lookup {ans.outcome}"
-        return res
-    txt = ans.txt()
-    if not txt:
-        res.reason = "no key for signature"
-        return res
-    try:
-        key = _key_record(txt[0])
-    except Exception:
-        res.reason = "malformed key record"
-        return res
-    if key.revoked:
-        res.reason = "key revoked"
-        return res
-    if not key.for_email:
-        res.reason = "key not for email (s=)"
-        return res
-    auid = sig.get(b"i")
-    if key.strict and auid is not None and auid.rpartition(b"@")[2].lower() != sig[b"d"].lower():
-        res.reason = "key t=s requires i= domain equal to d="
-        return res
-    try:
-        d.pk, d.keysize, d.ktag, d.seqtlsrpt = _public_key(name, key.record)
-    except Exception as exc:
-        res.reason = f"bad key: {exc}"
-        return res
-    if d.pk is None or d.ktag is None:
-        res.reason = "unusable key"
-        return res
-    res.bits = int(d.keysize) if d.keysize else None
-    ktag = d.ktag.decode() if isinstance(d.ktag, bytes) else str(d.ktag)
-    if alg.split("-", 1)[0] != ktag:
-        res.reason = f"key type {ktag} does not match a={alg}"
-        return res
-    if key.hashes is not None and alg.split("-")[-1].encode() not in key.hashes:
-        res.reason = "hash algorithm not allowed by key h="
-        return res
-    try:
-        ok = d.verify_sig_process(sig, include_headers, sigheaders[idx], dns.dkim_dnsfunc)
-    except dkimpy.KeyFormatError as exc:
-        if "too small" in str(exc):
-            res.result, res.reason = "policy", f"key too small ({res.bits} bits)"
+def rsa_key_problem(pk: Any, max_bits: int) -> str | None:
+    """Why an RSA public key is refused before any arithmetic, or None. The cost of a verification
+    is that of ``pow(s, e, n)``: bounded by the modulus size and the exponent's bit length."""
+    n, e = pk.get("modulus"), pk.get("publicExponent")
+    if not isinstance(n, int) or not isinstance(e, int):
+        return "bad key: no modulus or exponent"
+    if n.bit_length() > max_bits:
+        return f"key too large ({n.bit_length()} bits, limit {max_bits})"
+    if e < 3 or e % 2 == 0 or e.bit_length() > MAX_EXPONENT_BITS or e >= n:
+        return f"bad key: public exponent of {e.bit_length()} bits is not acceptable"
+    return None
+
+
+def rsa_verify(digest_hash: Any, signature: bytes, pk: Any) -> bool:
+    """RSASSA-PKCS1-v1_5 verification (dkimpy's EMSA encoding, Python's ``pow``)."""
+    n: int = pk["modulus"]
+    modlen = (n.bit_length() + 7) // 8
+    encoded = dkim.crypto.EMSA_PKCS1_v1_5_encode(digest_hash, modlen)
+    s = int.from_bytes(signature, "big")
+    if s >= n:
+        return False
+    return bytes(encoded) == pow(s, pk["publicExponent"], n).to_bytes(modlen, "big")
+
+
+# ---- the verifier ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Signature:
+    raw: tuple[bytes, bytes]  # (field name, value) as stored
+    tags: dict[bytes, bytes] | None = None
+    problem: str | None = None  # a permerror found before end of message
+    body: BodyHash | None = None
+    relaxed_headers: bool = False
+    include: list[bytes] | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_signatures: int = 5
+    min_key_bits: int = 1024
+    max_key_bits: int = 4096
+    timeout: float = 5.0
+    max_body_bytes: int | None = None
+
+
+class Verifier:
+    """DKIM for one message: feed :meth:`header` for every field, :meth:`body` for every chunk,
+    then :meth:`finish` once. Never raises."""
+
+    def __init__(self, limits: Limits, now: Callable[[], float] = time.time):
+        self.limits = limits
+        self._now = now
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.field_count = 0
+        self.signature_count = 0
+        self._signatures: list[_Signature] = []
+        self._bodies: dict[tuple[bool, bytes, int | None], BodyHash] = {}
+        self._body_started = False
+        self.body_bytes = 0
+        self.body_truncated = False
+
+    @property
+    def too_many_fields(self) -> bool:
+        return self.field_count > MAX_HEADER_FIELDS
+
+    def header(self, name: bytes, value: bytes) -> None:
+        """One header field: ``value`` is everything after the colon with CRLF line ends and a
+        final CRLF (what dkimpy keeps)."""
+        self.field_count += 1
+        if self.field_count <= MAX_HEADER_FIELDS:
+            self.fields.append((name, value))
+        if name.lower() == SIGNATURE_FIELD:
+            self.signature_count += 1
+            if self.signature_count <= self.limits.max_signatures:
+                self._signatures.append(_Signature(raw=(name, value)))
+
+    def _start_body(self) -> None:
+        self._body_started = True
+        for sig in self._signatures:
+            try:
+                self._prepare(sig)
+            except SignatureError as exc:
+                sig.problem = str(exc)
+            except Exception as exc:  # dkimpy's tag parser and friends: never escape
+                sig.problem = f"{type(exc).__name__}: {exc}"[:200]
+
+    def _prepare(self, sig: _Signature) -> None:
+        try:
+            tags = dict(parse_tag_value(sig.raw[1]))
+        except dkimpy.DKIMException as exc:
+            raise SignatureError(str(exc) or type(exc).__name__) from None
+        sig.tags = tags
+        check_fields(tags, self._now())
+        try:
+            canon = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
+        except InvalidCanonicalizationPolicyError as exc:
+            raise SignatureError(f"invalid c= value: {exc}") from None
+        sig.relaxed_headers = canon.header_algorithm.name == b"relaxed"
+        sig.include = [x.strip().lower() for x in tags[b"h"].split(b":")]
+        relaxed_body = canon.body_algorithm.name == b"relaxed"
+        limit = int(tags[b"l"]) if b"l" in tags else None
+        key = (relaxed_body, tags[b"a"], limit)
+        if key not in self._bodies:
+            self._bodies[key] = BodyHash(relaxed_body, HASHES[tags[b"a"]], limit)
+        sig.body = self._bodies[key]
+
+    def body(self, chunk: bytes) -> None:
+        if not self._body_started:
+            self._start_body()
+        if self.body_truncated or not self._bodies:
+            self.body_bytes += len(chunk)
+            return
+        cap = self.limits.max_body_bytes
+        if cap is not None and self.body_bytes + len(chunk) > cap:
+            self.body_truncated = True
         else:
-            res.reason = str(exc)
-        return res
-    except dkimpy.ValidationError as exc:
-        if "body hash mismatch" in str(exc):
+            for b in self._bodies.values():
+                b.update(chunk)
+        self.body_bytes += len(chunk)
+
+    def finish(self) -> list[DkimResult]:
+        if not self._body_started:
+            self._start_body()
+        if self.signature_count > self.limits.max_signatures:
+            metrics.DKIM_SKIPPED.inc(self.signature_count - self.limits.max_signatures)
+        index: dict[bytes, list[int]] = {}
+        for i, (name, _value) in enumerate(self.fields):
+            index.setdefault(name.lower(), []).append(i)
+        results = []
+        for sig in self._signatures:
+            try:
+                results.append(self._verify(sig, index))
+            except Exception as exc:  # never let a library bug escape
+                log.warning("dkim verification raised %s: %s", type(exc).__name__, exc)
+                results.append(_result(sig, "permerror", f"internal error: {type(exc).__name__}"))
+        return results
+
+    def _verify(self, sig: _Signature, index: dict[bytes, list[int]]) -> DkimResult:
+        if sig.problem is not None or sig.tags is None:
+            return _result(sig, "permerror", sig.problem or "unparsable signature")
+        tags = sig.tags
+        res = _result(sig, "permerror", "")
+        if self.too_many_fields:
+            res.result, res.reason = "neutral", f"more than {MAX_HEADER_FIELDS} header fields"
+            return res
+        if self.body_truncated:
+            res.result, res.reason = "neutral", "message larger than auth.max_message_bytes"
+            return res
+        alg = tags[b"a"]
+        name = tags[b"s"] + b"._domainkey." + tags[b"d"]
+        ans = dns.get().query(name, "TXT", timeout=self.limits.timeout)
+        if ans.failed:
+            res.result, res.reason = "temperror", f"key lookup {ans.outcome}"
+            return res
+        txt = ans.txt()
+        if not txt:
+            res.reason = "no key for signature"
+            return res
+        try:
+            key = _key_record(txt[0])
+        except Exception:
+            res.reason = "malformed key record"
+            return res
+        if key.revoked:
+            res.reason = "key revoked"
+            return res
+        if not key.for_email:
+            res.reason = "key not for email (s=)"
+            return res
+        auid = tags.get(b"i")
+        if key.strict and auid is not None and auid.rpartition(b"@")[2].lower() != tags[b"d"].lower():
+            res.reason = "key t=s requires i= domain equal to d="
+            return res
+        # A base64 RSA SubjectPublicKeyInfo is about 1.4 characters per modulus bit (plus a small
+        # header): refuse anything longer than the largest acceptable key before parsing it.
+        if key.key_type == b"rsa" and key.data_len > self.limits.max_key_bits // 4 + 200:
+            res.reason = f"key too large (over {self.limits.max_key_bits} bits)"
+            return res
+        try:
+            pk, keysize, ktag, _tlsrpt = _public_key(name, key.record)
+        except Exception as exc:
+            res.reason = f"bad key: {exc}"[:200]
+            return res
+        if pk is None or ktag is None:
+            res.reason = "unusable key"
+            return res
+        res.bits = int(keysize) if keysize else None
+        ktag_text = ktag.decode() if isinstance(ktag, bytes) else str(ktag)
+        if alg.split(b"-", 1)[0].decode() != ktag_text:
+            res.reason = f"key type {ktag_text} does not match a={alg.decode()}"
+            return res
+        if key.hashes is not None and alg.split(b"-")[-1] not in key.hashes:
+            res.reason = "hash algorithm not allowed by key h="
+            return res
+        if ktag == b"rsa":
+            problem = rsa_key_problem(pk, self.limits.max_key_bits)
+            if problem is not None:
+                res.reason = problem
+                return res
+        # Body hash, then header hash and signature (RFC 6376 6.1.3).
+        assert sig.body is not None and sig.include is not None
+        try:
+            expected_bh = base64.b64decode(_unspace(tags[b"bh"]))
+            signature = base64.b64decode(_unspace(tags[b"b"]))
+        except (binascii.Error, ValueError) as exc:
+            res.reason = f"bad base64: {exc}"
+            return res
+        if sig.body.digest() != expected_bh:
             res.result, res.reason = "fail", "body hash mismatch"
+            return res
+        include = list(sig.include)
+        if b"from" in include:  # dkimpy (bug 644046): an extra From field must be signed too
+            include.append(b"from")
+        h = header_hash(HASHES[alg], sig.relaxed_headers, self.fields, index, include, sig.raw)
+        if ktag == b"rsa":
+            try:
+                ok = rsa_verify(h, signature, pk)
+            except dkim.crypto.DigestTooLargeError:
+                res.reason = "digest too large for modulus"
+                return res
+            if ok and res.bits is not None and res.bits < self.limits.min_key_bits:
+                res.result, res.reason = "policy", f"key too small ({res.bits} bits)"
+                return res
         else:
-            res.reason = str(exc)
+            try:
+                pk.verify(h.digest(), signature)
+                ok = True
+            except nacl.exceptions.BadSignatureError:
+                ok = False
+            except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
+                res.reason = f"bad signature: {exc}"[:200]
+                return res
+        if not ok:
+            res.result, res.reason = "fail", "signature did not verify"
+        elif alg == b"rsa-sha1":
+            res.result, res.reason = "policy", "rsa-sha1 is not acceptable (RFC 8301)"
+        else:
+            res.result, res.reason = "pass", ""
         return res
-    except dkimpy.DKIMException as exc:
-        res.reason = str(exc)
-        return res
-    if not ok:
-        res.result, res.reason = "fail", "signature did not verify"
-    elif alg == "rsa-sha1":
-        res.result, res.reason = "policy", "rsa-sha1 is not acceptable (RFC 8301)"
+
+
+def _text(value: bytes | None, limit: int = 253) -> str | None:
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace").strip()[:limit] or None
+
+
+def _rough_tags(raw: bytes) -> dict[bytes, bytes]:
+    """Best-effort tag=value parse of a signature that could not be parsed (for reporting d=/s=/a=)."""
+    out: dict[bytes, bytes] = {}
+    for part in raw.split(b";"):
+        k, eq, v = part.partition(b"=")
+        if eq:
+            out.setdefault(k.strip(), _unspace(v))
+    return out
+
+
+def _result(sig: _Signature, result: str, reason: str) -> DkimResult:
+    tags = sig.tags if sig.tags is not None else _rough_tags(sig.raw[1])
+    b = _text(_unspace(tags.get(b"b", b"")))
+    return DkimResult(
+        result=result,
+        domain=(_text(tags.get(b"d")) or "").lower() or None,
+        selector=_text(tags.get(b"s")),
+        algorithm=(_text(tags.get(b"a")) or "").lower() or None,
+        b=b[:8] if b else None,
+        reason=reason[:200],
+    )
+
+
+# ---- whole messages (tests, corpora, tools) --------------------------------------------------
+
+
+def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    """Header fields (name, value as the verifier keeps it) and body of a message given as bytes,
+    parsed as dkimpy does (LF or CRLF line ends; a leading ``From `` line skipped); None when a
+    header line is neither a field nor a continuation."""
+    lines = re.split(b"\r?\n", message)
+    fields: list[list[bytes]] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line:
+            break
+        if line[0] in (9, 32):
+            if not fields:
+                return None
+            fields[-1][1] += line + b"\r\n"
+            continue
+        m = re.match(rb"([\x21-\x7e]+?):", line)
+        if m is not None:
+            fields.append([m.group(1), line[m.end(0) :] + b"\r\n"])
+        elif not line.startswith(b"From "):
+            return None
     else:
-        res.result, res.reason = "pass", ""
-    return res
+        i = len(lines)
+    body = b"\r\n".join(lines[i:])
+    return [(n, v) for n, v in fields], body
 
 
-def message_bytes(headers: list[tuple[str, str]], body: bytes | bytearray, leadspc: bool) -> bytes:
-    """The message as received, for DKIM. Header values come from pymilter as str decoded with
-    surrogateescape (the original bytes are recovered); folded lines arrive with LF or CRLF and are
-    rebuilt with CRLF. Without ``P_HDR_LEADSPC`` the MTA stripped the space after the colon: it is
-    put back (exact for the usual ``Name: value`` form; relaxed canonicalization never cares)."""
-    out = bytearray()
-    for name, value in headers:
-        v = value.encode("utf-8", "surrogateescape").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        out += name.encode("utf-8", "surrogateescape") + b":" + (v if leadspc else b" " + v) + b"\r\n"
-    out += b"\r\n"
-    out += body
-    return bytes(out)
+def verify(
+    message: bytes,
+    max_signatures: int,
+    min_key_bits: int,
+    timeout: float,
+    max_key_bits: int = 4096,
+    chunk: int = 65535,
+) -> list[DkimResult]:
+    """Verify every DKIM signature of a whole message through the streaming verifier (in MTA-sized
+    body chunks). Never raises."""
+    v = Verifier(Limits(max_signatures, min_key_bits, max_key_bits, timeout))
+    parsed = split_message(message)
+    if parsed is None:
+        return _unparsable(message, max_signatures)
+    fields, body = parsed
+    for name, value in fields:
+        v.header(name, value)
+    for start in range(0, len(body), chunk):
+        v.body(body[start : start + chunk])
+    return v.finish()
+
+
+def _unparsable(message: bytes, max_signatures: int) -> list[DkimResult]:
+    head = re.split(rb"\r?\n\r?\n", message, maxsplit=1)[0]
+    raws: Iterable[bytes] = (
+        m.group(1).replace(b"\r\n", b"").replace(b"\n", b"")
+        for m in re.finditer(rb"^dkim-signature[ \t]*:(.*(?:\r?\n[ \t].*)*)", head, re.I | re.M)
+    )
+    out = []
+    for raw in list(raws)[:max_signatures]:
+        out.append(_result(_Signature(raw=(b"DKIM-Signature", raw)), "permerror", "unparsable message"))
+    return out

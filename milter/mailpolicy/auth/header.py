@@ -1,100 +1,195 @@
-"""The one Authentication-Results header (RFC 8601) we add, built with ``authres``, and the
-detection of incoming A-R headers that claim our authserv-id (removed before ours is added)."""
+"""The one Authentication-Results header (RFC 8601) we add, and the detection of incoming ones that
+claim our authserv-id (removed before ours is added).
+
+The header is written here rather than by ``authres``'s renderer, which leaves values containing
+``@`` unquoted whatever else they hold (so ``smtp.mailfrom=a@x,b@y`` or ``foo@[192.0.2.1]`` come out
+unparseable). Every value that is not a plain RFC 8601 ``pvalue`` / RFC 2045 ``token`` is written as
+a quoted-string (RFC 8601 2.2, RFC 5322 3.2.4); characters outside printable ASCII (which a header
+cannot carry without SMTPUTF8) become ``?``. The tests parse every header we write with ``authres``
+in strict mode."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 
-import authres
-import authres.dkim_b
-import authres.dmarc
-
 from mailpolicy.auth import AuthResults
 
 NAME = "Authentication-Results"
-_COMMENT_RE = re.compile(r"^\s*\((?:[^()\\]|\\.)*\)\s*")
+_PTEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+")  # RFC 8601 pvalue without quoting
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`{|}~-]+")  # RFC 2045 token
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")  # method results and property names
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_CFWS = " \t\r\n"
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?= \t\r\n')
+MAX_VALUE = 254
 
 
-def _value_safe(text: str) -> str:
-    """A property value usable unquoted (RFC 8601 pvalue: an addr-spec's dot-atom characters):
-    printable ASCII without blanks, ``;``, ``(``, ``)``, ``"``, ``\\`` (anything else is dropped)."""
-    return re.sub(r"[^!#-\'*-:<-\[\]-~]", "", text)[:254]
+def _printable(text: str, limit: int = MAX_VALUE) -> str:
+    return _NOT_PRINTABLE.sub("?", text)[:limit]
 
 
-def _reason_safe(text: str) -> str:
-    """A reason for ``reason="..."``: printable ASCII without quotes, backslashes or ``;``."""
-    return re.sub(r"[^ !#-:<-\[\]-~]", "", text)[:100]
+def quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def fold(value: str, width: int = 200) -> str:
-    """Fold a long header value after each ``;`` that separates results (LF + TAB: the MTA writes
-    the line ends). Property values and reasons never contain ``;``."""
-    return value if len(value) <= width else value.replace("; ", ";\n\t")
+def pvalue(text: str) -> str:
+    """A property value: as is when it is plain ``*ptext`` (not starting with ``@``), else quoted."""
+    text = _printable(text)
+    if _PTEXT.fullmatch(text) and not text.startswith("@"):
+        return text
+    return quoted(text)
+
+
+def token_or_quoted(text: str, limit: int = 100) -> str:
+    text = _printable(text, limit)
+    return text if _TOKEN.fullmatch(text) else quoted(text)
+
+
+def _resinfo(
+    method: str, result: str, comment: str | None, reason: str | None, props: list[tuple[str, str]]
+) -> str:
+    """One ``method=result`` clause. Properties whose value is plain ``ptext`` come first; a value
+    that needs quoting is written as a quoted-string in last position (where every RFC 8601 reader,
+    authres included, accepts one); should a second one need quoting it is named in a comment
+    instead (the event carries every value in full)."""
+    assert _WORD.fullmatch(method) and _WORD.fullmatch(result)
+    out = f"{method}={result}"
+    notes = [comment] if comment else []
+    plain = [(n, v) for n, v in props if v and pvalue(v) == _printable(v)]
+    other = [(n, v) for n, v in props if v and pvalue(v) != _printable(v)]
+    notes += [f"{n} not shown: not a plain value" for n, _ in other[1:]]
+    if notes:
+        text = "; ".join(_printable(n) for n in notes)
+        out += f" ({text.replace('(', '[').replace(')', ']').replace(chr(92), '/')})"
+    if reason:
+        out += f" reason={token_or_quoted(reason)}"
+    for name, value in plain + other[:1]:
+        out += f" {name}={pvalue(value)}"
+    return out
 
 
 def build(authserv_id: str, res: AuthResults) -> str:
-    """The header *value* (without the field name)."""
-    results: list[authres.core.AuthenticationResult] = []
+    """The header *value* (without the field name), on one line."""
+    parts: list[str] = []
     if res.spf is not None:
         spf = res.spf
-        if spf.scope == "mailfrom":
-            results.append(
-                authres.SPFAuthenticationResult(result=spf.result, smtp_mailfrom=_value_safe(spf.identity))
-            )
-        else:
-            results.append(
-                authres.SPFAuthenticationResult(result=spf.result, smtp_helo=_value_safe(spf.identity))
-            )
+        prop = "smtp.mailfrom" if spf.scope == "mailfrom" else "smtp.helo"
+        parts.append(_resinfo("spf", spf.result, None, None, [(prop, spf.identity)]))
     for d in res.dkim:
-        r = authres.dkim_b.DKIMAuthenticationResult(
-            result=d.result,
-            result_comment=f"{d.bits}-bit key" if d.bits and d.result in ("pass", "fail", "policy") else None,
-            reason=_reason_safe(d.reason) if d.reason and d.result != "pass" else None,
-            header_d=_value_safe(d.domain) if d.domain else None,
-            header_b=_value_safe(d.b) if d.b else None,
+        comment = f"{d.bits}-bit key" if d.bits and d.result in ("pass", "fail", "policy") else None
+        parts.append(
+            _resinfo(
+                "dkim",
+                d.result,
+                comment,
+                d.reason if d.reason and d.result != "pass" else None,
+                [
+                    ("header.d", d.domain or ""),
+                    ("header.b", d.b or ""),
+                    ("header.s", d.selector or ""),
+                    ("header.a", d.algorithm or ""),
+                ],
+            )
         )
-        if d.selector:
-            r.header_s = _value_safe(d.selector)
-        if d.algorithm:
-            r.header_a = _value_safe(d.algorithm)
-        results.append(r)
     if res.dmarc is not None:
         dm = res.dmarc
-        r2 = authres.dmarc.DMARCAuthenticationResult(
-            result=dm.result,
-            header_from=_value_safe(dm.domain) if dm.domain else None,
-            policy=dm.policy if dm.policy and dm.result != "none" else None,
-        )
-        results.append(r2)
-    hdr = authres.AuthenticationResultsHeader(authserv_id=authserv_id, results=results)
-    return str(hdr.header_value())
+        props = [("header.from", dm.domain or "")]
+        if dm.policy and dm.result != "none":
+            props.append(("policy.dmarc", dm.policy))
+        parts.append(_resinfo("dmarc", dm.result, None, None, props))
+    return "; ".join([authserv_id, *(parts or ["none"])])
 
 
-def authserv_id_of(value: str) -> str | None:
-    """The authserv-id an A-R header value claims (comments and folding skipped), lower case."""
-    text = value.replace("\r", " ").replace("\n", " ")
-    while True:
-        m = _COMMENT_RE.match(text)
-        if not m:
+def fold(value: str, width: int = 200) -> str:
+    """Fold a long header value after each ``; `` that separates results (LF + TAB: the MTA writes
+    the line ends). Quoted values never contain ``;``: ``_printable`` keeps it, so fold only at
+    a ``; `` that is outside a quoted-string."""
+    if len(value) <= width:
+        return value
+    out: list[str] = []
+    in_quote = escaped = False
+    for i, c in enumerate(value):
+        if escaped:
+            escaped = False
+        elif c == "\\" and in_quote:
+            escaped = True
+        elif c == '"':
+            in_quote = not in_quote
+        elif c == " " and not in_quote and i > 0 and value[i - 1] == ";":
+            out.append("\n\t")
+            continue
+        out.append(c)
+    return "".join(out)
+
+
+# ---- recognising headers that claim our authserv-id -----------------------------------------
+
+
+def _skip_cfws(text: str, i: int) -> int:
+    """Skip folding white space and comments; RFC 5322 comments nest and take quoted-pairs."""
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in _CFWS:
+            i += 1
+        elif c == "(":
+            depth = 0
+            while i < n:
+                c = text[i]
+                if c == "\\":
+                    i += 2
+                    continue
+                if c == "(":
+                    depth += 1
+                elif c == ")":
+                    depth -= 1
+                    if depth == 0:
+                        i += 1
+                        break
+                i += 1
+        else:
             break
-        text = text[m.end() :]
-    m2 = re.match(r'\s*("(?:[^"\\]|\\.)*"|[^\s;()]+)', text)
-    if not m2:
-        return None
-    token = m2.group(1).strip('"')
-    return token.lower().rstrip(".") or None
+    return i
+
+
+def authserv_id_of(value: str | bytes) -> str | None:
+    """The authserv-id an A-R header value claims (RFC 8601 2.2: after CFWS, a token or a
+    quoted-string), lower case without a trailing dot; None when there is none. Deliberately
+    broader than a strict parser: a header that any reader could take as ours is recognised."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    i = _skip_cfws(text, 0)
+    n = len(text)
+    if i < n and text[i] == '"':
+        out = []
+        i += 1
+        while i < n and text[i] != '"':
+            if text[i] == "\\" and i + 1 < n:
+                i += 1
+            out.append(text[i])
+            i += 1
+        token = "".join(out)
+    else:
+        start = i
+        while i < n and text[i] not in _TSPECIALS and " " < text[i] != "\x7f":
+            i += 1
+        token = text[start:i]
+    token = token.strip(_CFWS).lower().rstrip(".")
+    return token or None
+
+
+def claims(value: str | bytes, authserv_id: str) -> bool:
+    return authserv_id_of(value) == authserv_id.lower().rstrip(".")
 
 
 def forged_indexes(headers: Sequence[tuple[str, str]], authserv_id: str) -> list[int]:
     """1-based indexes (among A-R fields, for ``chgheader``) of the fields claiming ``authserv_id``."""
-    ours = authserv_id.lower().rstrip(".")
     out: list[int] = []
     n = 0
     for name, value in headers:
         if name.strip().lower() != NAME.lower():
             continue
         n += 1
-        if authserv_id_of(value) == ours:
+        if claims(value, authserv_id):
             out.append(n)
     return out

@@ -9,7 +9,10 @@ import logging
 
 import spf as pyspf
 
+from mailpolicy import dns
 from mailpolicy.auth import SpfResult
+
+dns.hook_pyspf()  # pyspf never reaches the system resolver, even before dns.install()
 
 log = logging.getLogger("mailpolicy.auth.spf")
 

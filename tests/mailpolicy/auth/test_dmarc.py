@@ -7,10 +7,10 @@ import pytest
 
 from mailpolicy.auth import DkimResult, SpfResult
 from mailpolicy.auth.dmarc import (
-    DmarcSyntaxError,
     Evaluator,
+    authors,
     evaluate,
-    from_domains,
+    is_dmarc_record,
     parse_record,
     walk_targets,
 )
@@ -37,17 +37,47 @@ def test_parse_record_tags() -> None:
     assert (d.sp, d.np, d.adkim, d.aspf, d.pct, d.t, d.psd) == (None, None, "r", "r", None, False, "u")
 
 
-def test_parse_record_missing_or_invalid_p() -> None:
-    assert parse_record("v=DMARC1; sp=reject").p is None
+def test_parse_record_invalid_policy_tags_follow_rfc9989_4_10_1() -> None:
+    # No valid p, or an sp/np present but invalid: p=none when rua has a valid URI ...
     assert parse_record("v=DMARC1; p=bogus; rua=mailto:a@example.org").p == "none"
-    assert parse_record("v=DMARC1; p=reject; sp=bogus; pct=x").sp is None
+    assert parse_record("v=DMARC1; sp=reject; rua=mailto:a@example.org").p == "none"
+    r = parse_record("v=DMARC1; p=reject; sp=bogus; rua=mailto:d@example.org")
+    assert (r.p, r.sp, r.np) == ("none", None, None)  # the whole record acts as p=none
+    r = parse_record("v=DMARC1; p=reject; np=rejected; rua=bad uri, mailto:d@example.org")
+    assert r.p == "none"
+    # ... and no DMARC processing at all without one.
+    for text in (
+        "v=DMARC1; sp=reject",
+        "v=DMARC1; p=bogus",
+        "v=DMARC1; p=reject; sp=quarantin",
+        "v=DMARC1; p=reject; np=x; rua=not-a-uri",
+    ):
+        rec = parse_record(text)
+        assert rec.p is None and "4.10.1" in rec.note, text
     assert parse_record("v=DMARC1; p=reject; pct=x").pct is None
 
 
-@pytest.mark.parametrize("text", ["v=DMARC1; p=none; reject", "p=none; v=DMARC1", "v=DMARC1; =x"])
-def test_parse_record_syntax_errors(text: str) -> None:
-    with pytest.raises(DmarcSyntaxError):
-        parse_record(text)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "v=DMARC1; p=reject; junk",
+        "v=DMARC1; p=reject; =x",
+        "v=DMARC1; p=reject; unknown=1",
+        "v=DMARC1;p=reject;;",
+    ],
+)
+def test_parse_record_discards_syntax_errors_in_the_remainder(text: str) -> None:
+    # RFC 9989 4.7: unknown tags ignored, syntax errors in the remainder discarded.
+    assert parse_record(text).p == "reject"
+
+
+def test_dmarc_record_recognition_is_exact() -> None:
+    assert is_dmarc_record("v=DMARC1; p=none")
+    assert is_dmarc_record("V = DMARC1 ;p=none")
+    assert is_dmarc_record("v=DMARC1")
+    assert not is_dmarc_record("v=dmarc1; p=none")  # the value is case-sensitive (RFC 9989 4.7)
+    assert not is_dmarc_record("p=none; v=DMARC1")  # v must come first
+    assert not is_dmarc_record("v=DMARC10; p=none")
 
 
 def test_walk_targets() -> None:
@@ -161,16 +191,51 @@ def test_multiple_records_are_discarded(dns: DnsServer) -> None:
     assert evaluate(["a@two.example"], None, [])[0].result == "none"
 
 
-def test_syntax_error_is_permerror(dns: DnsServer) -> None:
-    dns.add("_dmarc.bad.example", "TXT", "v=DMARC1; p=none; reject")
+def test_record_syntax_errors_do_not_void_the_policy(dns: DnsServer) -> None:
+    dns.add("_dmarc.bad.example", "TXT", "v=DMARC1; p=reject; reject")
     res, hf = evaluate(["a@bad.example"], None, [])
-    assert (res.result, hf) == ("permerror", "bad.example")
+    assert (res.result, res.policy, hf) == ("fail", "reject", "bad.example")
 
 
-def test_missing_from_is_permerror() -> None:
-    assert evaluate([], None, [])[0].result == "permerror"
+def test_invalid_sp_np_without_rua_means_no_dmarc_processing(dns: DnsServer) -> None:
+    # Hole: an invalid sp= used to leave p=reject enforced. RFC 9989 4.10.1 says: no processing.
+    dns.add("_dmarc.sp.example", "TXT", "v=DMARC1; p=reject; sp=bogus")
+    dns.add("_dmarc.rua.example", "TXT", "v=DMARC1; p=reject; np=bogus; rua=mailto:d@rua.example")
+    res, _ = evaluate(["a@sp.example"], None, [])
+    assert (res.result, res.policy) == ("none", None) and "4.10.1" in res.reason
+    res, _ = evaluate(["a@x.sp.example"], None, [])
+    assert res.result == "none"
+    res, _ = evaluate(["a@rua.example"], None, [])
+    assert (res.result, res.policy, res.disposition) == ("fail", "none", "none")
+
+
+def test_missing_or_unusable_from_is_permerror() -> None:
+    res, hf = evaluate([], None, [])
+    assert (res.result, res.author_problem, hf) == ("permerror", "no_from", None)
     res, hf = evaluate(['"Just a name"'], None, [])
-    assert (res.result, hf) == ("permerror", None)
+    assert (res.result, res.author_problem, hf) == ("permerror", "unparseable_from", None)
+    assert evaluate(["undisclosed-recipients:;"], None, [])[0].author_problem == "no_domain"
+    assert evaluate(["a@[192.0.2.1]"], None, [])[0].author_problem == "no_domain"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ceo@victim.example, <garbage",  # getaddresses dropped the bad item and kept victim.example
+        "ceo@victim.example,, (unterminated",
+        'ceo@victim.example, "unterminated',
+        "Doe, John <ceo@victim.example>",
+        "ceo@victim.example <x@y>",
+        "ceo@@victim.example",
+        "ceo@victim..example",
+        "ceo@victim.example\x00",
+        "<ceo@victim.example",
+    ],
+)
+def test_unparseable_from_is_permerror_not_none(dns: DnsServer, value: str) -> None:
+    dns.add("_dmarc.victim.example", "TXT", "v=DMARC1; p=reject")
+    res, hf = evaluate([value], None, [])
+    assert (res.result, res.author_problem, hf) == ("permerror", "unparseable_from", None), res.reason
 
 
 def test_multiple_from_domains_strictest_wins(dns: DnsServer) -> None:
@@ -184,7 +249,15 @@ def test_multiple_from_domains_strictest_wins(dns: DnsServer) -> None:
     assert (res.result, res.domain, hf) == ("fail", "bank.example", None)
     # Several mailboxes in one domain: that domain.
     assert evaluate(["a@ok.example, b@OK.example"], None, dkim)[1] == "ok.example"
-    assert from_domains(['"Test, User" <t@example.com>']) == ["example.com"]
+    assert authors(['"Test, User" <t@example.com>']).domains == ("example.com",)
+    # Several domains, none failing: permerror (RFC 9989 5.3.1), not a pass.
+    res, hf = evaluate(["a@ok.example, b@ok2.example"], None, [DkimResult("pass", "ok.example")])
+    assert (res.result, res.author_problem, hf) == ("permerror", "multiple_domains", None)
+    res, _ = evaluate(["a@ok.example", "a@ok.example"], None, dkim)
+    assert (res.result, res.author_problem) == ("permerror", "multiple_from")
+    many = ", ".join(f"a@d{i}.example" for i in range(6))
+    assert evaluate([many], None, [])[0].author_problem == "too_many_domains"
+    assert evaluate(["a@ok.example"] * 3, None, [], from_fields=11)[0].author_problem == "too_many_from"
 
 
 def test_dns_failure_in_policy_discovery_is_temperror(dns: DnsServer) -> None:
@@ -226,8 +299,37 @@ def test_policy_selection_dns_failure_is_temperror_unless_pass(dns: DnsServer) -
     assert res.result == "pass"
 
 
-def test_existence_check_failure_counts_as_existing(dns: DnsServer) -> None:
+def test_existence_check_failure_applies_the_stricter_policy(dns: DnsServer) -> None:
     dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none; sp=quarantine; np=reject")
     dns.timeout("sub.example.com", "A")
     res, _ = evaluate(["a@sub.example.com"], None, [])
-    assert (res.result, res.policy) == ("fail", "quarantine")  # sp, not np
+    assert (res.result, res.policy) == ("fail", "reject")  # DNS trouble never softens: np
+
+
+def test_dns_trouble_on_an_unaligned_identifier_cannot_soften_a_fail(dns: DnsServer) -> None:
+    # Hole: relaxed alignment used to walk the identifier's own tree first; a timeout at
+    # _dmarc.attacker.example made a spoofed p=reject From temperror (delivered in enforce mode).
+    dns.add("_dmarc.victim.example", "TXT", "v=DMARC1; p=reject")
+    dns.timeout("_dmarc.attacker.example")
+    dns.timeout("_dmarc.mail.attacker.example")
+    spf = spf_pass("attacker.example")
+    res, _ = evaluate(["ceo@victim.example"], spf, [DkimResult("pass", "mail.attacker.example")])
+    assert (res.result, res.disposition, res.spf_aligned, res.dkim_aligned) == (
+        "fail",
+        "reject",
+        False,
+        False,
+    )
+    # The same with NXDOMAIN there (what the fix makes it equal to).
+    dns.clear()
+    dns.add("_dmarc.victim.example", "TXT", "v=DMARC1; p=reject")
+    assert evaluate(["ceo@victim.example"], spf, [])[0].result == "fail"
+
+
+def test_alignment_walks_only_names_under_the_author_org_domain(dns: DnsServer) -> None:
+    dns.add("_dmarc.example.com", "TXT", "v=DMARC1; p=reject")
+    dns.timeout("_dmarc.example.net")
+    dns.timeout("_dmarc.net")
+    ev = Evaluator()
+    assert not ev.aligned("example.net", "example.com", "r")  # no lookup at all for example.net
+    assert not ev.aligned("badexample.com", "example.com", "r")  # a suffix is not a parent

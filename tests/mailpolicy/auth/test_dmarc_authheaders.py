@@ -62,10 +62,24 @@ def run_case(case: dict[str, Any]) -> str:
     return header.build(case["authserv_id"], res)
 
 
+# Where RFC 9989 says otherwise than authheaders (which predates it): our result, and why.
+DEVIATIONS = {
+    "test_authenticate_dmarc_bad": (
+        [("dmarc", "fail", "bad.example.com")],
+        'RFC 9989 4.7: in "v=DMARC1; p=none; reject" the tag without "=" is a syntax error in the '
+        "remainder of the record, which MUST be discarded: p=none applies and the unauthenticated "
+        "message fails (authheaders: permerror)",
+    ),
+}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["test"] for c in CASES])
 def test_authheaders_case(dns: DnsServer, case: dict[str, Any]) -> None:
     load_dns(dns)
     got = run_case(case)
+    if case["test"] in DEVIATIONS:
+        assert pairs(got) == DEVIATIONS[case["test"]][0], got
+        return
     expected = pairs(case["expected_header"])
     # authheaders writes header.from=none when there is no From domain (we leave header.from out),
     # and no header.from at all with dmarc=none (we keep it): compare the domain only when both have one.
@@ -76,3 +90,4 @@ def test_authheaders_case(dns: DnsServer, case: dict[str, Any]) -> None:
 
 def test_authheaders_case_count() -> None:
     assert len(CASES) == 13
+    assert len(DEVIATIONS) == 1  # 12 of 13 agree

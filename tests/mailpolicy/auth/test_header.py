@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import authres
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailpolicy.auth import AuthResults, DkimResult, DmarcResult, SpfResult
 from mailpolicy.auth.header import authserv_id_of, build, fold, forged_indexes
+from support.authres_strict import parse_strict
 
 
 def test_build_full_header() -> None:
@@ -40,9 +45,43 @@ def test_build_helo_scope_and_empty() -> None:
     assert build("mx", dm) == "mx; dmarc=none header.from=example.org"
 
 
-def test_build_strips_unsafe_characters() -> None:
-    res = AuthResults(spf=SpfResult("pass", "mailfrom", "x", 'a b;c"d@example.org'))
-    assert build("mx", res) == "mx; spf=pass smtp.mailfrom=abcd@example.org"
+@pytest.mark.parametrize(
+    ("identity", "rendered"),
+    [
+        ('a b;c"d@example.org', r'"a b;c\"d@example.org"'),
+        ("a@x,b@y", '"a@x,b@y"'),
+        ("foo@[192.0.2.1]", '"foo@[192.0.2.1]"'),
+        ('"a b"@example.org', r'"\"a b\"@example.org"'),
+        ("@example.org", '"@example.org"'),
+        ("caf\u00e9@example.org", "caf?@example.org"),
+        ("o'neil+tag!x@example.org", "o'neil+tag!x@example.org"),
+    ],
+)
+def test_values_that_are_not_tokens_are_quoted_never_dropped(identity: str, rendered: str) -> None:
+    """Hole: values like a@x,b@y or foo@[192.0.2.1] produced headers a strict parser rejects, and a
+    MAIL FROM with a space was silently altered."""
+    value = build("mx", AuthResults(spf=SpfResult("pass", "mailfrom", "x", identity)))
+    assert value == f"mx; spf=pass smtp.mailfrom={rendered}"
+    [res] = parse_strict(value).results
+    [prop] = res.properties
+    assert unquote(prop.value) == identity.replace("\u00e9", "?")
+
+
+def unquote(text: str) -> str:
+    """authres keeps the quoted-pairs of a quoted-string as they are written."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+@pytest.mark.parametrize("tag", ["\x01", "", " ", ";", '"', "\\", "a b", "\udcff"])
+def test_dkim_tags_of_any_content_give_a_valid_header(tag: str) -> None:
+    """Hole: s= or a= made only of characters the builder strips (s=\x01) crashed it: the message
+    got no Authentication-Results at all."""
+    d = DkimResult("permerror", tag, tag, tag, None, tag, reason=tag)
+    value = build("mx.example", AuthResults(dkim=[d]))
+    parsed = parse_strict(value)
+    assert [r.method for r in parsed.results] == ["dkim"]
+    if tag and tag.isprintable() and tag != " ":  # one quoted value shown, the others named
+        assert value.count("not shown: not a plain value") == 3 or tag.isalnum()
 
 
 @pytest.mark.parametrize(
@@ -55,7 +94,14 @@ def test_build_strips_unsafe_characters() -> None:
         ("mx.example.com 1; spf=pass", "mx.example.com"),
         ("other.example; spf=pass", "other.example"),
         ('"mx.example.com"; none', "mx.example.com"),
+        ('"mx\\.example.com"; none', "mx.example.com"),
+        ("(a (b) c) mx.example.com; dkim=pass", "mx.example.com"),
+        ("(a (b (c)) \\) d) mx.example.com; dkim=pass", "mx.example.com"),
+        ("((x))(y)\r\n (z) mx.example.com; dkim=pass", "mx.example.com"),
+        ("mx.example.com/extra; dkim=pass", "mx.example.com"),
+        ("mx.example.com(c); dkim=pass", "mx.example.com"),
         ("", None),
+        ("(unterminated mx.example.com; dkim=pass", None),
     ],
 )
 def test_authserv_id_of(value: str, claimed: str | None) -> None:
@@ -76,16 +122,47 @@ def test_forged_indexes_count_only_ar_fields() -> None:
     assert forged_indexes(headers, "elsewhere.example") == []
 
 
-def test_values_and_reasons_are_sanitised_and_long_headers_folded() -> None:
+def test_reasons_are_quoted_and_long_headers_folded() -> None:
     res = AuthResults(
         spf=SpfResult("pass", "mailfrom", "x", "o'neil+tag!x@example.org"),
         dkim=[DkimResult("permerror", "example.org", "s", "rsa-sha256", reason='bad "key"; \\x')],
     )
     value = build("mx", res)
     assert "smtp.mailfrom=o'neil+tag!x@example.org" in value
-    assert 'reason="bad key x"' in value
+    assert 'reason="bad \\"key\\"; \\\\x"' in value
+    assert unquote(parse_strict(value).results[1].reason) == 'bad "key"; \\x'
     assert fold(value) == value  # short: one line
     long = value + "; " + "; ".join(["dkim=pass header.d=example.org"] * 8)
     lines = fold(long).split("\n\t")
     assert len(lines) == 11 and all(line.endswith(";") for line in lines[:-1])
     assert fold(long).replace(";\n\t", "; ") == long
+
+
+def test_fold_never_breaks_inside_a_quoted_value() -> None:
+    long = "mx; " + "; ".join(f'dkim=permerror reason="a; b; {i}" header.d=example.org' for i in range(6))
+    folded = fold(long)
+    assert folded.replace(";\n\t", "; ") == long
+    assert len(parse_strict(folded).results) == 6
+    assert all('"' not in line or line.count('"') % 2 == 0 for line in folded.split("\n\t"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=60),
+    st.lists(st.tuples(st.text(max_size=20), st.text(max_size=20), st.text(max_size=30)), max_size=6),
+    st.one_of(st.none(), st.text(max_size=30)),
+)
+def test_any_values_give_one_strictly_valid_header(
+    ident: str, sigs: list[tuple[str, str, str]], dom: str | None
+) -> None:
+    """Property: whatever the identities and tags hold, the header parses strictly and carries
+    every result."""
+    res = AuthResults(
+        spf=SpfResult("pass", "mailfrom", None, ident),
+        dkim=[DkimResult("fail", d, s, "rsa-sha256", 2048, "abc", reason=r) for d, s, r in sigs],
+        dmarc=DmarcResult("fail", dom, policy="reject"),
+    )
+    value = fold(build("mx.example.org", res))
+    parsed = parse_strict(value)
+    assert parsed.authserv_id == "mx.example.org"
+    assert [r.method for r in parsed.results] == ["spf"] + ["dkim"] * len(sigs) + ["dmarc"]

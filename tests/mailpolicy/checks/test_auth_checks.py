@@ -9,11 +9,12 @@ from mailpolicy import config, policy
 from mailpolicy.auth import AuthResults, DmarcResult, SpfResult
 from mailpolicy.checks import CHECKS
 from mailpolicy.model import Action, Mode
-from mailpolicy.state import Connection, Transaction
+from mailpolicy.state import Transaction
+from support.txn import new_txn
 
 
 def txn(spf: str | None = None, dmarc: DmarcResult | None = None) -> Transaction:
-    t = Connection().begin()
+    t = new_txn()
     t.auth = AuthResults(
         spf=SpfResult(spf, "mailfrom", "example.org", "a@example.org") if spf else None, dmarc=dmarc
     )
@@ -32,7 +33,7 @@ def test_spf_default_mapping() -> None:
     assert v.details == {"scope": "mailfrom", "domain": "example.org"}
     for result in ("pass", "softfail", "neutral", "none", "permerror", "temperror"):
         assert run(txn(result), cfg).action is Action.CONTINUE, result
-    assert run(Connection().begin(), cfg).result == "none"  # no SPF computed
+    assert run(new_txn(), cfg).result == "none"  # no SPF computed
 
 
 def test_spf_configured_mapping() -> None:
@@ -56,8 +57,25 @@ def test_dmarc_follows_disposition() -> None:
     assert str(v.reply) == "550 5.7.1 Message rejected by the DMARC policy of the sender domain"
     assert run(txn(dmarc=fail("quarantine")), cfg).action is Action.QUARANTINE
     assert run(txn(dmarc=fail("none")), cfg).action is Action.CONTINUE
-    for result in ("pass", "none", "permerror", "temperror"):
+    for result in ("pass", "none", "temperror"):
         assert run(txn(dmarc=DmarcResult(result, "example.org")), cfg).action is Action.CONTINUE
+
+
+def test_dmarc_permerror_action() -> None:
+    """A message without a usable From must not walk past an enforced DMARC policy: permerror
+    rejects by default (its own reply), and is configurable."""
+    run = CHECKS["dmarc"].run
+    bad = DmarcResult("permerror", reason="no RFC5322.From field", author_problem="no_from")
+    v = run(txn(dmarc=bad), policies()["dmarc"])
+    assert (v.result, v.action, v.details["author_problem"]) == ("permerror", Action.REJECT, "no_from")
+    assert str(v.reply).startswith("550 5.7.1 Message rejected: its From header field gives no single author")
+    for action, expected in (("continue", Action.CONTINUE), ("quarantine", Action.QUARANTINE)):
+        v = run(txn(dmarc=bad), policies(dmarc={"permerror_action": action})["dmarc"])
+        assert (v.action, v.reply) == (expected, None)
+    v = run(txn(dmarc=bad), policies(dmarc={"permerror_action": "tempfail"})["dmarc"])
+    assert str(v.reply).startswith("451 4.7.5")
+    v = run(txn(dmarc=bad), policies(dmarc={"permerror_reply": "554 5.7.1 No From"})["dmarc"])
+    assert str(v.reply) == "554 5.7.1 No From"
 
 
 def test_dmarc_max_action_caps() -> None:

@@ -5,15 +5,15 @@ import pytest
 from mailpolicy import config
 from mailpolicy.checks import tls_version
 from mailpolicy.model import Action
-from mailpolicy.state import Connection
 from mailpolicy.tls import TlsInfo
+from support.txn import new_txn
 
 
 def run(
     version: str | None, floor: str = "TLSv1.2", action: str = "reject"
 ) -> tuple[str, Action, str | None]:
     cfg = config.parse({"policies": {"tls_min_version": {"min_version": floor, "action": action}}})
-    txn = Connection().begin()
+    txn = new_txn()
     txn.tls = TlsInfo(version, "X", 128, None, None) if version else None
     v = tls_version.run(txn, cfg.policies["tls_min_version"])
     return v.result, v.action, str(v.reply) if v.reply else None

@@ -103,7 +103,7 @@ def test_html_report_in_headless_chromium() -> None:
 
     def painted(hex_colour: str) -> int:
         rgb = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
-        return counts.get(rgb, 0)  # type: ignore[call-overload]
+        return counts.get(rgb, 0)
 
     # the stacked TLS bars (TLS 1.3 green) and the authenticated-loss bars (red) are painted
     assert painted(VERSION_COLOURS["TLSv1.3"]) > 20_000

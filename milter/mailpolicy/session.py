@@ -1,0 +1,444 @@
+"""Every rule that decides a transaction's fate, in one module with no pymilter import.
+
+A :class:`Session` is one SMTP connection seen through the milter protocol. It takes plain values
+(``connect``, ``helo``, ``mail``, ``rcpt``, ``header``, ``end_of_headers``, ``body``, ``eom``,
+``abort``, ``close``) and returns :class:`Response` values (and, at end of message, the header
+edits). The adapter only translates pymilter callbacks and macros into these calls and the results
+back into pymilter calls; the rules are tested here with plain calls.
+
+The rules:
+- **Stages.** MAIL-stage checks run at MAIL FROM, EOM-stage checks at end of message; each
+  transaction runs under the :class:`Setup` (configuration) current when its MAIL FROM arrived.
+- **Enforce never skips.** Every active policy records a decision for every transaction that
+  reaches its stage. An input that cannot be read (a macro that is not UTF-8, a HELO pymilter
+  could not pass on) is recorded in ``unreadable`` and the checks still run on what is known.
+- **Monitor never touches mail.** Only :func:`mailpolicy.policy.enforceable` decisions refuse,
+  tempfail or quarantine; the only other edits are ours: forged Authentication-Results removed,
+  one Authentication-Results header added.
+- **Where refusals happen.** A MAIL-stage policy refuses at MAIL FROM, or, when it has
+  ``exempt_recipients``, at each RCPT that is not exempt (a transaction whose recipients are all
+  exempt is not refused). EOM-stage policies act at end of data, where one exempt recipient exempts
+  the whole message (it cannot be split). The strongest enforceable action wins.
+- **One record per transaction and per connection**, written when it ends (EOM, abort, next MAIL,
+  close), so that its outcome and ``applied`` flags are final.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mailpolicy import dns, events, metrics, policy
+from mailpolicy.auth import AuthResults, DmarcResult
+from mailpolicy.auth import dkim as auth_dkim
+from mailpolicy.auth import dmarc as auth_dmarc
+from mailpolicy.auth import header as auth_header
+from mailpolicy.auth import spf as auth_spf
+from mailpolicy.checks import CHECKS, CheckSpec, Stage
+from mailpolicy.config import Config
+from mailpolicy.message import Message
+from mailpolicy.model import Action, Decision, PolicyConfig, Reply
+from mailpolicy.state import Connection, Transaction, parse_ip
+from mailpolicy.text import Macro, Unreadable, clean, macro_text
+from mailpolicy.tls import TLS_MACROS, from_macros
+
+log = logging.getLogger("mailpolicy.session")
+
+_OUTCOME_OF = {Action.REJECT: "rejected", Action.TEMPFAIL: "tempfailed", Action.QUARANTINE: "quarantined"}
+_REFUSALS = (Action.REJECT, Action.TEMPFAIL)
+MAX_HELOS = 20
+
+
+# ---- what the session returns --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Response:
+    """The reply to one stage: continue, or refuse (reject / tempfail) with an SMTP reply."""
+
+    action: Action = Action.CONTINUE
+    reply: Reply | None = None
+
+
+CONTINUE = Response()
+
+
+@dataclass(frozen=True)
+class DeleteHeader:
+    name: str
+    index: int  # 1-based among the fields of that name, as the MTA counts them
+
+
+@dataclass(frozen=True)
+class InsertHeader:
+    name: str
+    value: str  # without the blank after the colon; folded with LF + TAB
+    index: int = 0  # 0: above every other field
+
+
+@dataclass(frozen=True)
+class AddHeader:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    reason: str
+
+
+Edit = DeleteHeader | InsertHeader | AddHeader | Quarantine
+
+
+@dataclass(frozen=True)
+class EomResponse:
+    response: Response = CONTINUE
+    edits: tuple[Edit, ...] = ()
+
+
+# ---- configuration as the session uses it --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A configuration compiled for the session: the active checks of each stage, in config order."""
+
+    config: Config
+    mail_checks: tuple[tuple[CheckSpec, PolicyConfig], ...] = ()
+    eom_checks: tuple[tuple[CheckSpec, PolicyConfig], ...] = ()
+    auth_active: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> Setup:
+        active = [(CHECKS[p.name], p) for p in config.active()]
+        return cls(
+            config=config,
+            mail_checks=tuple((s, p) for s, p in active if s.stage is Stage.MAIL),
+            eom_checks=tuple((s, p) for s, p in active if s.stage is Stage.EOM),
+            auth_active=config.auth_active,
+        )
+
+    @property
+    def needs_message(self) -> bool:
+        """Whether header and body callbacks are needed (authentication or an EOM check)."""
+        return self.auth_active or bool(self.eom_checks)
+
+    def dkim_limits(self) -> auth_dkim.Limits:
+        a = self.config.auth
+        return auth_dkim.Limits(
+            max_signatures=a.dkim_max_signatures,
+            min_key_bits=a.dkim_min_key_bits,
+            max_key_bits=a.dkim_max_key_bits,
+            timeout=self.config.dns.timeout,
+            max_body_bytes=a.max_message_bytes,
+        )
+
+
+Macros = Mapping[str, Macro]
+"""Macro values the adapter read for a stage (``{tls_version}``, ``i``, ...)."""
+
+
+@dataclass
+class _Negotiated:
+    leadspc: bool = True  # header values arrive exactly as sent (P_HDR_LEADSPC)
+    message: bool = True  # header and body callbacks are delivered
+
+
+@dataclass
+class Session:
+    """One SMTP connection. ``setup`` gives the configuration for each new transaction."""
+
+    setup: Callable[[], Setup]
+    conn: Connection = field(default_factory=Connection)
+    negotiated: _Negotiated = field(default_factory=_Negotiated)
+
+    def __post_init__(self) -> None:
+        metrics.CONNECTIONS_ACTIVE.inc()
+        self._closed = False
+
+    # -- negotiation -------------------------------------------------------------------------
+    def negotiate(self, leadspc: bool, message: bool) -> None:
+        self.negotiated = _Negotiated(leadspc, message)
+
+    # -- connection stages -------------------------------------------------------------------
+    def connect(self, hostname: Macro, address: str | None, port: int | None, daemon: Macro) -> None:
+        c = self.conn
+        c.seen_connect = True
+        c.last_stage = "connect"
+        self._note(c.unreadable, "client_name", hostname)
+        self._note(c.unreadable, "{daemon_name}", daemon)
+        c.client_name = macro_text(hostname)
+        c.daemon = macro_text(daemon, 64)
+        if address is not None:
+            c.client_ip = parse_ip(address)
+            c.client_ip_text = str(c.client_ip) if c.client_ip else clean(address, 64)
+        c.client_port = port
+
+    def helo(self, name: Macro, macros: Macros) -> None:
+        c = self.conn
+        c.last_stage = "helo"
+        self._note(c.unreadable, "helo", name)
+        if len(c.helo) < MAX_HELOS:
+            c.helo.append(macro_text(name) or "")
+        self._refresh_tls(macros, c.unreadable)
+
+    def unreadable_argument(self, raw: bytes) -> None:
+        """pymilter could not decode a callback argument (it passes connect's host name, HELO and
+        unknown commands as UTF-8 text): record it as a fact of the stage it belongs to."""
+        c = self.conn
+        if not c.seen_connect:
+            self.connect(Unreadable(raw), None, None, None)
+        elif c.current is None:
+            self.helo(Unreadable(raw), {})
+        else:
+            c.current.unreadable.append("header field name")
+            metrics.child(metrics.UNREADABLE_INPUTS, "header_name").inc()
+
+    # -- transaction stages ------------------------------------------------------------------
+    def mail(self, sender: bytes | str, params: Sequence[bytes | str], macros: Macros) -> Response:
+        c = self.conn
+        if c.current is not None:
+            self._finish(c.current, "aborted", c.last_stage)
+        c.last_stage = "mail"
+        setup = self.setup()
+        c.transactions += 1
+        txn = Transaction(conn=c, index=c.transactions, setup=setup)
+        c.current = txn
+        txn.mail_from = _sender(sender)
+        if c.client_ip is None:  # connect gave no usable address: the MTA's {client_addr}
+            addr = macros.get("{client_addr}")
+            if isinstance(addr, str) and parse_ip(addr) is not None:
+                c.client_ip = parse_ip(addr)
+                c.client_ip_text = str(c.client_ip)
+        self._refresh_tls(macros, txn.unreadable)
+        txn.tls = c.tls
+        login = macros.get("{auth_authen}")
+        self._note(txn.unreadable, "{auth_authen}", login)
+        # An unreadable login is still a login: the MTA only sends it after a successful AUTH.
+        txn.auth_user = macro_text(login)
+        if setup.auth_active:
+            self._check_spf(txn)
+        if setup.needs_message:
+            dkim = auth_dkim.Verifier(setup.dkim_limits()) if setup.auth_active else None
+            txn.message = Message(setup.config.auth.authserv_id, dkim, self.negotiated.leadspc)
+        for spec, cfg in setup.mail_checks:
+            txn.decisions[cfg.name] = policy.evaluate(spec, cfg, txn)
+        # Refuse at MAIL unless a recipient exemption means each RCPT must be looked at first.
+        now = policy.strongest(
+            d for d in txn.decisions.values() if not setup.config.policies[d.policy].exempt.recipients
+        )
+        if now is not None and now.action in _REFUSALS:
+            return self._refuse(txn, now, "mail")
+        return CONTINUE
+
+    def rcpt(self, rcpt: bytes | str, params: Sequence[bytes | str], macros: Macros) -> Response:
+        txn = self.conn.current
+        self.conn.last_stage = "rcpt"
+        if txn is None:
+            return CONTINUE
+        address = _sender(rcpt)
+        txn.recipients.append(address)
+        txn.queue_id = txn.queue_id or macro_text(macros.get("i"), 32)
+        # The per-recipient rule: a MAIL-stage decision deferred because of exempt_recipients.
+        refuse: list[Decision] = []
+        for d in txn.decisions.values():
+            if d.action is Action.CONTINUE:
+                continue
+            exempt = txn.setup.config.policies[d.policy].exempt
+            if exempt.recipients and exempt.recipient_exempt(address):
+                txn.rcpt_exempt[d.policy] += 1
+            elif policy.enforceable(d) and d.action in _REFUSALS:
+                refuse.append(d)
+        now = policy.strongest(refuse)
+        if now is None:
+            return CONTINUE
+        assert now.reply is not None
+        now.applied = True
+        txn.rcpt_rejected += 1
+        return Response(now.action, now.reply)
+
+    def header(self, name: str | bytes, value: bytes) -> None:
+        txn = self.conn.current
+        self.conn.last_stage = "header"
+        if txn is not None and txn.message is not None:
+            txn.message.header(name, value)
+
+    def end_of_headers(self) -> None:
+        self.conn.last_stage = "eoh"
+
+    def body(self, chunk: bytes) -> None:
+        txn = self.conn.current
+        self.conn.last_stage = "body"
+        if txn is not None and txn.message is not None:
+            txn.message.body(chunk)
+
+    def eom(self, macros: Macros) -> EomResponse:
+        c = self.conn
+        c.last_stage = "eom"
+        txn = c.current
+        if txn is None:
+            return EomResponse()
+        txn.queue_id = macro_text(macros.get("i"), 32) or txn.queue_id
+        c.messages += 1
+        if txn.auth is not None:
+            self._check_message(txn)
+        at_eom = []
+        for spec, cfg in txn.setup.eom_checks:
+            txn.decisions[cfg.name] = d = policy.evaluate(spec, cfg, txn)
+            at_eom.append(d)
+        # MAIL-stage decisions were applied at MAIL or per RCPT already; only EOM checks act here.
+        now = policy.strongest(at_eom)
+        if now is not None and now.action in _REFUSALS:
+            return EomResponse(self._refuse(txn, now, "eom"))
+        edits: list[Edit] = list(self._header_edits(txn))
+        if now is not None and now.action is Action.QUARANTINE:
+            now.applied = True
+            opts = txn.setup.config.policies[now.policy].options
+            if opts.get("quarantine") == "header":
+                name, value = opts["quarantine_header"]
+                edits.append(AddHeader(name, value))
+            else:
+                edits.append(Quarantine(f"mailpolicy {now.policy}: {now.result}"))
+            txn.final_action = Action.QUARANTINE.value
+            self._finish(txn, "quarantined", "eom")
+        else:
+            self._finish(txn, "accepted", "eom")
+        return EomResponse(CONTINUE, tuple(edits))
+
+    def abort(self, queue_id: Macro = None) -> None:
+        txn = self.conn.current
+        if txn is not None:
+            txn.queue_id = txn.queue_id or macro_text(queue_id, 32)
+            self._finish(txn, "aborted", self.conn.last_stage)
+        self.conn.last_stage = "abort"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        c = self.conn
+        if c.current is not None:
+            self._finish(c.current, "aborted", c.last_stage)
+        metrics.CONNECTIONS_ACTIVE.dec()
+        if not c.seen_connect:
+            # The MTA opened and closed the milter connection without an SMTP client (Postfix
+            # does this around XCLIENT and for clients that leave before the greeting).
+            log.debug("milter connection closed before connect", extra={"conn_id": c.conn_id})
+            return
+        metrics.child(
+            metrics.CONNECTIONS, "true" if c.tls else "false", c.tls.version if c.tls else "none"
+        ).inc()
+        events.emit(events.connection_record(c, time.time()))
+
+    # -- rules ---------------------------------------------------------------------------------
+    @staticmethod
+    def _note(into: list[str], name: str, value: Macro) -> None:
+        if isinstance(value, Unreadable) and name not in into:
+            into.append(name)
+            metrics.child(metrics.UNREADABLE_INPUTS, metrics.unreadable_label(name)).inc()
+
+    def _refresh_tls(self, macros: Macros, unreadable: list[str]) -> None:
+        for name in TLS_MACROS:
+            self._note(unreadable, name, macros.get(name))
+        tls = from_macros(lambda name: macro_text(macros.get(name)))
+        if tls is not None:
+            self.conn.tls = tls
+
+    def _refuse(self, txn: Transaction, d: Decision, stage: str) -> Response:
+        """Apply an enforce decision at MAIL or EOM: the reply, and the transaction ends."""
+        assert d.reply is not None
+        d.applied = True
+        txn.final_action = d.action.value
+        self._finish(txn, _OUTCOME_OF[d.action], stage)
+        return Response(d.action, d.reply)
+
+    def _header_edits(self, txn: Transaction) -> Iterable[Edit]:
+        """Remove A-R fields claiming our authserv-id (highest index first: deleting one never
+        renumbers those still to delete), then add ours at the top."""
+        cfg = txn.setup.config.auth
+        if txn.auth is None or not cfg.enabled:
+            return
+        m = txn.message
+        for idx in reversed(m.forged if m is not None else []):
+            metrics.AR_REMOVED.inc()
+            yield DeleteHeader(auth_header.NAME, idx)
+        value = auth_header.fold(auth_header.build(cfg.authserv_id, txn.auth))
+        yield InsertHeader(auth_header.NAME, value, 0)
+
+    def _check_spf(self, txn: Transaction) -> None:
+        c = self.conn
+        txn.auth = AuthResults()
+        with dns.collect_errors(txn.auth.dns_errors):
+            txn.auth.spf = auth_spf.evaluate(
+                c.client_ip_text if c.client_ip is not None else None,
+                txn.mail_from or "",
+                c.helo[-1] if c.helo else None,
+                txn.setup.config.auth.spf_timeout,
+            )
+        metrics.child(metrics.AUTH_RESULTS, "spf", txn.auth.spf.result).inc()
+
+    def _check_message(self, txn: Transaction) -> None:
+        """DKIM and DMARC at end of message. An internal error becomes dmarc=temperror, logged
+        with the queue id and counted: the message is never lost to it."""
+        a = txn.auth
+        assert a is not None
+        m = txn.message
+        try:
+            with dns.collect_errors(a.dns_errors):
+                if m is None or not self.negotiated.message:
+                    txn.unreadable.append("message headers")
+                    a.dmarc = DmarcResult("temperror", reason="the MTA did not pass the message headers")
+                else:
+                    a.dkim = m.dkim.finish() if m.dkim is not None else []
+                    a.dmarc, a.header_from_domain = auth_dmarc.evaluate(
+                        m.from_values, a.spf, a.dkim, from_fields=m.from_count
+                    )
+        except Exception:  # the auth modules never raise by design; never lose the message if they do
+            metrics.child(metrics.CHECK_ERRORS, "auth").inc()
+            log.exception(
+                "authentication failed; dmarc is temperror",
+                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": "auth"},
+            )
+            a.dmarc = DmarcResult("temperror", reason="internal error")
+        for d in a.dkim:
+            metrics.child(metrics.AUTH_RESULTS, "dkim", d.result).inc()
+        assert a.dmarc is not None
+        metrics.child(metrics.AUTH_RESULTS, "dmarc", a.dmarc.result).inc()
+
+    def _finish(self, txn: Transaction, outcome: str, stage: str) -> None:
+        c = self.conn
+        if c.current is not txn:
+            return
+        for d in txn.decisions.values():
+            policy.settle_recipients(d, len(txn.recipients), txn.rcpt_exempt[d.policy])
+            policy.count(d)
+        if outcome == "aborted" and txn.recipients and txn.rcpt_rejected == len(txn.recipients):
+            # Every recipient was refused by an enforced policy: the transaction was refused.
+            applied = policy.strongest(d for d in txn.decisions.values() if d.applied)
+            if applied is not None:
+                txn.final_action = applied.action.value
+                outcome, stage = _OUTCOME_OF[applied.action], "rcpt"
+        txn.outcome, txn.stage = outcome, stage
+        c.outcomes[outcome] += 1
+        c.current = None
+        metrics.child(metrics.TRANSACTIONS, outcome).inc()
+        if stage == "eom":
+            metrics.child(metrics.MESSAGES, txn.final_action).inc()
+        events.emit(events.transaction_record(txn))
+
+
+def _sender(value: bytes | str) -> str:
+    """An envelope address as text for events and SPF: without the angle brackets, valid Unicode
+    (undecodable bytes shown as U+FFFD), control characters as ``?``. Nothing else is changed."""
+    text = clean(value, 512) or ""
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    return text
+
+
+def setup_of(config: Config) -> Callable[[], Setup]:
+    """A fixed setup provider (tests, and until reload exists)."""
+    s = Setup.from_config(config)
+    return lambda: s

@@ -1,0 +1,501 @@
+"""The rules that decide a transaction, driven with plain calls (no pymilter, no process): stages,
+exemptions, refusals, header edits, unreadable inputs, bounded header facts, the setup each
+transaction runs under. Property tests at the end drive the session with arbitrary bytes."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailpolicy import config, events
+from mailpolicy.model import Action
+from mailpolicy.session import (
+    AddHeader,
+    DeleteHeader,
+    EomResponse,
+    InsertHeader,
+    Quarantine,
+    Response,
+    Session,
+    Setup,
+    setup_of,
+)
+from mailpolicy.text import Unreadable
+from support import dkimkeys, fakedns
+from support.authres_strict import parse_strict
+
+AUTHSERV = "mx.test.example"
+ZONE: dict[str, fakedns.Records] = {
+    "good.example": [("TXT", "v=spf1 ip4:192.0.2.10 -all"), ("A", "192.0.2.10")],
+    "_dmarc.good.example": [("TXT", "v=DMARC1; p=reject")],
+    "victim.example": [("TXT", "v=spf1 -all"), ("A", "192.0.2.20")],
+    "_dmarc.victim.example": [("TXT", "v=DMARC1; p=reject")],
+    "attacker.example": [("TXT", "v=spf1 ip4:198.51.100.7 -all"), ("A", "198.51.100.7")],
+    "_dmarc.attacker.example": "timeout",
+}
+
+
+@pytest.fixture
+def zone() -> Iterator[fakedns.FakeResolver]:
+    z = dict(ZONE)
+    z["sel._domainkey.good.example"] = [("TXT", dkimkeys.rsa_key().record)]
+    yield fakedns.install(z)
+
+
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    monkeypatch.setattr(events, "emit", out.append)
+    return out
+
+
+def cfg(**sections: Any) -> config.Config:
+    base: dict[str, Any] = {
+        "milter": {"hostname": AUTHSERV},
+        "dns": {"nameservers": ["127.0.0.1"]},
+        "auth": {"authserv_id": AUTHSERV, "spf_timeout": 1.0},
+    }
+    for k, v in sections.items():
+        base[k] = {**base.get(k, {}), **v}
+    return config.parse(base)
+
+
+def session(c: config.Config | None = None, **sections: Any) -> Session:
+    s = Session(setup_of(c or cfg(**sections)))
+    s.negotiate(True, True)
+    return s
+
+
+def connect(s: Session, ip: str = "192.0.2.10", helo: str = "mail.good.example", tls: bool = False) -> None:
+    s.connect("client.example", ip, 25000, "smtpd")
+    macros = {"{tls_version}": "TLSv1.3", "{cipher}": "TLS_AES_128_GCM_SHA256"} if tls else {}
+    s.helo(helo, macros)
+
+
+def message(from_: str = "Alice <alice@good.example>", extra: list[tuple[str, str]] | None = None) -> bytes:
+    return dkimkeys.message(from_=from_, extra=extra)
+
+
+def send(
+    s: Session, mail_from: bytes, msg: bytes, rcpts: tuple[bytes, ...] = (b"<bob@example.net>",)
+) -> tuple[Response, list[Response], EomResponse | None]:
+    """One transaction; the EOM answer is None when it ended before."""
+    mail = s.mail(mail_from, [], {})
+    if mail.action is not Action.CONTINUE:
+        return mail, [], None
+    replies = [s.rcpt(r, [], {"i": "QID"}) for r in rcpts]
+    if all(r.action is not Action.CONTINUE for r in replies):
+        s.abort()
+        return mail, replies, None
+    fields, body = dkimkeys.split(msg)
+    for name, value in fields:
+        s.header(name, value.encode("utf-8", "surrogateescape"))
+    s.end_of_headers()
+    s.body(body)
+    return mail, replies, s.eom({"i": "QID"})
+
+
+def ar_values(eom: EomResponse) -> list[str]:
+    """Our header values, unfolded."""
+    return [
+        e.value.replace("\n\t", " ")
+        for e in eom.edits
+        if isinstance(e, InsertHeader) and e.name == "Authentication-Results"
+    ]
+
+
+# ---- examples -----------------------------------------------------------------------------------
+
+
+def test_monitor_accepts_and_adds_one_header(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    s = session()
+    connect(s)
+    msg = dkimkeys.sign(message(), "good.example", "sel", dkimkeys.rsa_key())
+    mail, rcpts, eom = send(s, b"<bounce@good.example>", msg)
+    assert mail == Response() and rcpts == [Response()] and eom is not None
+    assert eom.response == Response()
+    [value] = ar_values(eom)
+    assert value.startswith(f"{AUTHSERV}; spf=pass smtp.mailfrom=bounce@good.example; dkim=pass")
+    assert "dmarc=pass header.from=good.example" in value.replace("\n\t", " ")
+    s.close()
+    kinds = [e["event"] for e in emitted]
+    assert kinds == ["transaction", "connection"]
+    assert emitted[0]["outcome"] == "accepted" and emitted[0]["dmarc"]["result"] == "pass"
+
+
+def test_enforce_refuses_a_spoof_at_end_of_data_without_edits(zone: fakedns.FakeResolver) -> None:
+    s = session(policies={"dmarc": {"mode": "enforce"}})
+    connect(s, ip="198.51.100.7", helo="mx.attacker.example")
+    _, _, eom = send(s, b"<bounce@attacker.example>", message(from_="CEO <ceo@victim.example>"))
+    assert eom is not None and eom.edits == ()
+    assert eom.response.action is Action.REJECT and str(eom.response.reply).startswith("550 5.7.1")
+
+
+def test_a_timeout_at_the_attackers_dmarc_record_does_not_save_the_spoof(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    """Hole 1: MAIL FROM in the attacker's domain with a passing SPF and a _dmarc that times out."""
+    s = session(policies={"dmarc": {"mode": "enforce"}, "spf": {"mode": "enforce"}})
+    connect(s, ip="198.51.100.7", helo="mx.attacker.example")
+    mail, _, eom = send(s, b"<bounce@attacker.example>", message(from_="CEO <ceo@victim.example>"))
+    assert mail == Response()  # SPF passes for the attacker's own domain
+    assert eom is not None and eom.response.action is Action.REJECT
+    assert emitted[-1]["dmarc"]["result"] == "fail"
+    assert ("_dmarc.attacker.example", "TXT") not in zone.queries
+
+
+def test_padding_hides_neither_from_nor_forged_header(zone: fakedns.FakeResolver) -> None:
+    """Hole 2: only the first 1,000 fields used to be kept: a From after them was never seen
+    (permerror, delivered in enforce mode) and a forged A-R after them survived next to ours."""
+    pad = [(f"X-Pad-{i}", "x") for i in range(5000)]
+    msg = message(
+        from_="CEO <ceo@victim.example>", extra=[*pad, ("Authentication-Results", f"{AUTHSERV}; dkim=pass")]
+    )
+    # The From must come after the padding: move it to the end of the header.
+    head, _, body = msg.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    from_line = next(line for line in lines if line.startswith(b"From:"))
+    msg = b"\r\n".join([line for line in lines if line is not from_line] + [from_line]) + b"\r\n\r\n" + body
+    s = session(policies={"dmarc": {"mode": "monitor"}})
+    connect(s, ip="198.51.100.7")
+    _, _, eom = send(s, b"<bounce@attacker.example>", msg)
+    assert eom is not None
+    assert [e for e in eom.edits if isinstance(e, DeleteHeader)] == [
+        DeleteHeader("Authentication-Results", 1)
+    ]
+    assert "dmarc=fail header.from=victim.example" in ar_values(eom)[0].replace("\n\t", " ")
+    s2 = session(policies={"dmarc": {"mode": "enforce"}})
+    connect(s2, ip="198.51.100.7")
+    _, _, eom2 = send(s2, b"<bounce@attacker.example>", msg)
+    assert eom2 is not None and eom2.response.action is Action.REJECT
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    [None, "ceo@victim.example, <garbage", '"unterminated <ceo@victim.example>', "undisclosed-recipients:;"],
+)
+def test_no_usable_from_is_refused_in_enforce_mode(
+    zone: fakedns.FakeResolver, from_header: str | None
+) -> None:
+    """Hole 3: a missing or unparseable From walked past an enforcing DMARC policy."""
+    msg = message()
+    head, _, body = msg.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.startswith(b"From:")]
+    if from_header is not None:
+        lines.append(b"From: " + from_header.encode())
+    msg = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    s = session(policies={"dmarc": {"mode": "enforce"}})
+    connect(s, ip="198.51.100.7")
+    _, _, eom = send(s, b"<bounce@attacker.example>", msg)
+    assert eom is not None and eom.response.action is Action.REJECT
+    assert "no single author domain" in str(eom.response.reply)
+
+
+def test_recipient_exemptions_act_per_rcpt(zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]) -> None:
+    s = session(
+        auth={"enabled": False},
+        policies={
+            "spf": {"mode": "off"},
+            "dmarc": {"mode": "off"},
+            "require_starttls": {"mode": "enforce", "exempt_recipients": ["postmaster@"]},
+        },
+    )
+    connect(s)
+    mail, rcpts, eom = send(
+        s, b"<a@good.example>", message(), (b"<postmaster@x.example>", b"<bob@x.example>")
+    )
+    assert mail == Response() and rcpts[0] == Response()
+    assert rcpts[1].action is Action.REJECT and str(rcpts[1].reply).startswith("530 5.7.0")
+    assert eom is not None and eom.response == Response()
+    rec = emitted[-1]
+    assert (rec["rcpt_count"], rec["rcpt_rejected"], rec["outcome"]) == (2, 1, "accepted")
+    # Only exempt recipients: nothing refused, decision "continue" with exemption "recipient".
+    emitted.clear()
+    _, rcpts, _ = send(s, b"<a@good.example>", message(), (b"<postmaster@y.example>",))
+    assert rcpts == [Response()]
+    d = emitted[-1]["policies"]["require_starttls"]
+    assert (d["action"], d["exempt"], d["applied"]) == ("continue", "recipient", False)
+    # Every recipient refused: the transaction is recorded as rejected at RCPT.
+    emitted.clear()
+    _, rcpts, eom = send(s, b"<a@good.example>", message(), (b"<bob@y.example>",))
+    assert eom is None and rcpts[0].action is Action.REJECT
+    assert (emitted[-1]["outcome"], emitted[-1]["stage"], emitted[-1]["final_action"]) == (
+        "rejected",
+        "rcpt",
+        "reject",
+    )
+
+
+def test_quarantine_by_header_or_hold(zone: fakedns.FakeResolver) -> None:
+    zone.zone["_dmarc.victim.example"] = [("TXT", "v=DMARC1; p=quarantine")]
+    for how, edit_type in (("header", AddHeader), ("hold", Quarantine)):
+        s = session(policies={"dmarc": {"mode": "enforce", "quarantine": how}})
+        connect(s, ip="198.51.100.7")
+        _, _, eom = send(s, b"<b@attacker.example>", message(from_="ceo@victim.example"))
+        assert eom is not None and eom.response == Response()
+        assert [type(e) for e in eom.edits][-1] is edit_type
+
+
+def test_unreadable_inputs_are_recorded_and_every_policy_still_decides(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    """Hole 7: an 8-bit macro or HELO skipped the policies; now it is a recorded fact."""
+    s = session(policies={p: {"mode": "enforce"} for p in ("tls_min_version", "spf", "dmarc")})
+    s.connect("client.example", "192.0.2.10", 25000, "smtpd")
+    s.unreadable_argument(b"mail.\xff.example")  # what the adapter's excepthook reports for a HELO
+    macros: dict[str, str | Unreadable | None] = {
+        "{tls_version}": "TLSv1.3",
+        "{cipher}": "X",
+        "{cert_subject}": Unreadable(b"Caf\xe9"),
+        "{auth_authen}": Unreadable(b"j\xf6rg"),
+    }
+    assert s.mail(b"<bounce@good.example>", [], macros) == Response()
+    s.rcpt(b"<bob@example.net>", [], {})
+    for name, value in dkimkeys.split(message())[0]:
+        s.header(name, value.encode())
+    s.eom({})
+    s.close()
+    txn = emitted[0]
+    assert set(txn["policies"]) == {"require_starttls", "tls_min_version", "spf", "dmarc"}
+    assert {"helo", "{cert_subject}", "{auth_authen}"} <= set(txn["unreadable"])
+    assert txn["helo"] == "mail.\ufffd.example" and txn["auth"] == "j\ufffdrg"
+
+
+def test_each_transaction_runs_under_the_setup_current_at_its_mail(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    monitor = Setup.from_config(
+        cfg(auth={"enabled": False}, policies={"require_starttls": {"mode": "monitor"}})
+    )
+    enforce = Setup.from_config(
+        cfg(auth={"enabled": False}, policies={"require_starttls": {"mode": "enforce"}})
+    )
+    current = [monitor]
+    s = Session(lambda: current[0])
+    s.negotiate(True, True)
+    connect(s)
+    assert s.mail(b"<a@good.example>", [], {}) == Response()
+    current[0] = enforce  # a reload while the transaction is in flight
+    assert s.rcpt(b"<b@x.example>", [], {}) == Response()
+    assert s.eom({}).response == Response()
+    assert s.mail(b"<a@good.example>", [], {}).action is Action.REJECT
+    modes = [e["policies"]["require_starttls"]["mode"] for e in emitted]
+    assert modes == ["monitor", "enforce"]
+
+
+def test_message_not_passed_by_the_mta_is_temperror_not_permerror(zone: fakedns.FakeResolver) -> None:
+    s = Session(setup_of(cfg(policies={"dmarc": {"mode": "enforce"}})))
+    s.negotiate(True, message=False)  # header callbacks negotiated away
+    connect(s, ip="198.51.100.7")
+    s.mail(b"<b@attacker.example>", [], {})
+    s.rcpt(b"<c@example.net>", [], {})
+    eom = s.eom({})
+    assert eom.response == Response()  # temperror_action = continue
+    assert s.conn.current is None
+
+
+def test_close_without_connect_writes_no_connection_event(emitted: list[dict[str, Any]]) -> None:
+    s = session(auth={"enabled": False})
+    s.close()
+    s.close()
+    assert emitted == []
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+HOSTILE_VALUES = st.one_of(
+    st.binary(max_size=80),
+    st.sampled_from(
+        [
+            b" ceo@victim.example",
+            b" ceo@victim.example, <garbage",
+            b" a@good.example, b@victim.example",
+            f" {AUTHSERV}; dkim=pass".encode(),
+            f" (a (b) c) {AUTHSERV}; dkim=pass".encode(),
+            f' "{AUTHSERV}"; spf=pass'.encode(),
+            f" {AUTHSERV.upper()}.; none".encode(),
+            b" v=1; a=rsa-sha256; d=good.example; s=\x01; h=from; bh=AAAA; b=AAAA",
+            b" v=1; a=\x01; d=; s=sel; h=from; bh=; b=",
+            b' v=1; a=rsa-sha256; d=a b; s=" ;"; h=from:from; bh=AA==; b=AA==',
+            b"\xff\xfe\x00\r\n\tfolded",
+        ]
+    ),
+)
+FIELD_NAMES = st.sampled_from(
+    ["From", "from", "Authentication-Results", "DKIM-Signature", "Subject", "X-Junk"]
+)
+MACRO = st.one_of(st.none(), st.text(max_size=20), st.binary(max_size=20).map(Unreadable))
+
+
+@st.composite
+def transactions(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "sender": draw(
+            st.one_of(st.binary(max_size=40), st.sampled_from([b"<>", b"<a@x,b@y>", b'<"a b"@good.example>']))
+        ),
+        "macros": draw(
+            st.dictionaries(
+                st.sampled_from(["{tls_version}", "{cipher}", "{cert_subject}", "{auth_authen}"]), MACRO
+            )
+        ),
+        "rcpts": draw(st.lists(st.binary(max_size=30), max_size=3)),
+        "fields": draw(st.lists(st.tuples(FIELD_NAMES, HOSTILE_VALUES), max_size=12)),
+        "body": draw(st.binary(max_size=200)),
+        "end": draw(st.sampled_from(["eom", "eom", "abort", "none"])),
+    }
+
+
+@st.composite
+def sessions(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "helo": draw(st.one_of(st.text(max_size=30), st.binary(max_size=30).map(Unreadable))),
+        "ip": draw(st.sampled_from(["192.0.2.10", "198.51.100.7", "::1", None])),
+        "txns": draw(st.lists(transactions(), min_size=1, max_size=3)),
+    }
+
+
+def drive(s: Session, spec: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Run one generated session; returns (stage, answer) for every answer the session gave."""
+    answers: list[tuple[str, Any]] = []
+    s.connect("client.example", spec["ip"], 25000, "smtpd")
+    s.helo(spec["helo"], {})
+    for t in spec["txns"]:
+        mail = s.mail(t["sender"], [], t["macros"])
+        answers.append(("mail", mail))
+        if mail != Response():
+            t["end"] = "refused"  # the MTA goes no further with this transaction
+            continue
+        rcpts = [s.rcpt(r, [], {}) for r in t["rcpts"]]
+        answers += [("rcpt", r) for r in rcpts]
+        if rcpts and all(r != Response() for r in rcpts):
+            t["end"] = "refused"
+            s.abort()
+            continue
+        for name, value in t["fields"]:
+            s.header(name, value)
+        s.body(t["body"])
+        if t["end"] == "eom":
+            answers.append(("eom", s.eom({"i": "Q"})))
+        elif t["end"] == "abort":
+            s.abort()
+    s.close()
+    return answers
+
+
+PROPERTY = settings(
+    max_examples=int(os.environ.get("MAILPOLICY_PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@PROPERTY
+@given(sessions())
+def test_property_monitor_never_refuses_and_edits_only_our_header(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]], spec: dict[str, Any]
+) -> None:
+    s = session(
+        policies={p: {"mode": "monitor"} for p in ("require_starttls", "tls_min_version", "spf", "dmarc")}
+    )
+    answers = drive(s, spec)
+    for stage, answer in answers:
+        if stage != "eom":
+            assert answer == Response(), (stage, answer)
+    eoms = [a for stage, a in answers if stage == "eom"]
+    eom_txns = [t for t in spec["txns"] if t["end"] == "eom"]
+    assert len(eoms) == len(eom_txns)
+    for t, eom in zip(eom_txns, eoms, strict=True):
+        assert eom.response == Response()
+        assert all(isinstance(e, DeleteHeader | InsertHeader) for e in eom.edits), eom.edits
+        assert all(e.name == "Authentication-Results" for e in eom.edits)
+        [value] = ar_values(eom)
+        assert parse_strict(value).authserv_id == AUTHSERV
+        # Every field claiming our authserv-id is deleted, by its index among A-R fields.
+        deleted = sorted(e.index for e in eom.edits if isinstance(e, DeleteHeader))
+        assert deleted == claimed_indexes(t["fields"])
+
+
+def claimed_indexes(fields: list[tuple[str, bytes]]) -> list[int]:
+    """An independent oracle for RFC 8601's authserv-id: skip blanks and (nested) comments, then
+    read a quoted-string or the characters up to a special; compare case-insensitively."""
+    out = []
+    n = 0
+    for name, raw in fields:
+        if name.lower() != "authentication-results":
+            continue
+        n += 1
+        text = raw.decode("utf-8", "replace")
+        i, depth = 0, 0
+        while i < len(text):
+            c = text[i]
+            if depth:
+                if c == "\\":
+                    i += 1
+                elif c == "(":
+                    depth += 1
+                elif c == ")":
+                    depth -= 1
+            elif c == "(":
+                depth = 1
+            elif c not in " \t\r\n":
+                break
+            i += 1
+        rest = text[i:]
+        if rest.startswith('"'):
+            ident = rest[1:].split('"', 1)[0].replace("\\", "")
+        else:
+            ident = ""
+            for c in rest:
+                if c in '()<>@,;:\\"/[]?= \t\r\n' or ord(c) < 33 or c == "\x7f":
+                    break
+                ident += c
+        if ident.strip().lower().rstrip(".") == AUTHSERV:
+            out.append(n)
+    return out
+
+
+@PROPERTY
+@given(sessions())
+def test_property_enforce_decides_every_active_policy_for_every_transaction(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]], spec: dict[str, Any]
+) -> None:
+    emitted.clear()  # the fixture lives across Hypothesis examples
+    s = session(
+        policies={p: {"mode": "enforce"} for p in ("require_starttls", "tls_min_version", "spf", "dmarc")}
+    )
+    answers = drive(s, spec)
+    txns = [e for e in emitted if e["event"] == "transaction"]
+    assert len(txns) == len(spec["txns"])
+    for rec in txns:
+        assert {"require_starttls", "tls_min_version", "spf"} <= set(rec["policies"]), rec["policies"]
+        if rec["stage"] == "eom":
+            assert "dmarc" in rec["policies"]
+    for stage, answer in answers:
+        if stage == "eom" and answer.response == Response():
+            assert len(ar_values(answer)) == 1
+            parse_strict(ar_values(answer)[0])
+
+
+@PROPERTY
+@given(sessions())
+def test_property_every_event_line_is_valid_utf8_json(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]], spec: dict[str, Any]
+) -> None:
+    emitted.clear()
+    drive(session(), spec)
+    assert emitted
+    for rec in emitted:
+        line = events.encode({"ts": "x", "host": AUTHSERV, "schema": 1, **rec})
+        decoded = json.loads(line.decode("utf-8"))
+        assert decoded["event"] in ("transaction", "connection")
+        assert isinstance(decoded["conn_id"], str)
+        if decoded["event"] == "transaction":
+            assert decoded["outcome"] in ("accepted", "rejected", "tempfailed", "quarantined", "aborted")
