@@ -152,7 +152,11 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         return " " + value if self._leadspc else value
 
     # -- callbacks ----------------------------------------------------------------------------
-    @noreply
+    # connect and HELO are answered (not negotiated as no-reply): the MTA then waits for each
+    # before sending more, so a client that leaves right after EHLO cannot make libmilter drop them.
+    # libmilter gives up on the commands still buffered when it sees the MTA hang up (poll's
+    # POLLHUP), and Postfix hangs up right after QUIT: a no-reply connect or HELO still queued
+    # then was lost, and with it the connection's event.
     @guarded("connect", replies=False)
     def connect(self, hostname: Any, family: Any, hostaddr: Any) -> int:
         _current.milter = self
@@ -164,7 +168,6 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         self.session.connect(hostname, address, port, self._macro("{daemon_name}"))
         return CONTINUE
 
-    @noreply
     @guarded("helo", replies=False)
     def hello(self, heloname: Any) -> int:
         self.session.helo(heloname, self._macros(TLS_MACROS))

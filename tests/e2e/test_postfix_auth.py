@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 AUTHSERV = "mx.test.example"
 GOOD_NET = "203.0.113.10"  # allowed by sender.example's SPF
 BAD_NET = "192.0.2.66"  # allowed by nobody
+ATTACKER_NET = "198.51.100.77"  # allowed by attacker.example's SPF
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +35,12 @@ def dns() -> Iterator[DnsServer]:
         "_dmarc.bank.example": [("TXT", "v=DMARC1; p=reject")],
         "quiet.example": [("TXT", "v=spf1 ?all")],
         "_dmarc.quiet.example": [("TXT", "v=DMARC1; p=quarantine")],
+        "attacker.example": [("TXT", f"v=spf1 ip4:{ATTACKER_NET} -all")],
     }
     with DnsServer(zone) as srv:
         srv.timeout("slow.example")
         srv.timeout("_dmarc.slow.example")
+        srv.timeout("_dmarc.attacker.example")  # the attacker controls this DNS
         yield srv
 
 
@@ -182,3 +185,69 @@ def test_dns_timeout_is_temperror_never_fail_and_mail_flows(monitor: Stack, enfo
         assert t["dmarc"]["result"] == "temperror"
         assert t["policies"]["dmarc"]["action"] == "continue" and t["outcome"] == "accepted"
         assert t["dns_errors"]
+
+
+def test_attacker_dns_timeout_cannot_save_a_spoof_in_enforce(enforce: Stack) -> None:
+    """Hole 1: MAIL FROM in the attacker's own domain (SPF passes), From ceo@bank.example
+    (p=reject), _dmarc.attacker.example timing out: the spoof used to be temperror and delivered."""
+    envelope = f"bounce-{uuid.uuid4().hex[:8]}@attacker.example"
+    msg, mid = build("ceo@bank.example")
+    r = send_via(enforce, ATTACKER_NET, envelope, msg, helo="mx.attacker.example")
+    assert not r.accepted and r.data_reply is not None and r.data_reply[0] == 550
+    t = txn_from(enforce, envelope)
+    assert t["spf"]["result"] == "pass" and t["dmarc"]["result"] == "fail"
+    assert not any("attacker" in e for e in t["dns_errors"])  # never even asked
+    assert mid.encode() not in b"".join(enforce.sink.messages())  # type: ignore[union-attr]
+
+
+def padded(from_addr: str, fields: int, forged: str = "") -> tuple[bytes, str]:
+    """A message whose From (and forged A-R) come after ``fields`` junk header fields."""
+    mid = f"<{uuid.uuid4().hex}@e2e.test>"
+    junk = "".join(f"X-Junk-{i}: {i}\r\n" for i in range(fields))
+    msg = (
+        f"To: <user@capture.example>\r\nSubject: padded\r\nDate: Mon, 23 Nov 2026 04:00:00 +0000\r\n"
+        f"Message-ID: {mid}\r\n{junk}{forged}From: Sender <{from_addr}>\r\n\r\nHello.\r\n"
+    ).encode()
+    return msg, mid
+
+
+def test_header_padding_hides_no_from_in_enforce(enforce: Stack) -> None:
+    """Hole 2: a From after 1,000 junk fields was never seen: 250 queued in enforce mode."""
+    envelope = f"pad-{uuid.uuid4().hex[:8]}@attacker.example"
+    msg, _ = padded("ceo@bank.example", 1500)
+    r = send_via(enforce, BAD_NET, envelope, msg, helo="mx.attacker.example")
+    assert not r.accepted and r.data_reply is not None and r.data_reply[0] == 550
+    t = txn_from(enforce, envelope)
+    assert (t["dmarc"]["result"], t["header_fields"], t["from_fields"]) == ("fail", 1505, 1)
+
+
+def test_header_padding_hides_no_forged_header(monitor: Stack) -> None:
+    """Hole 2: a forged A-R with our authserv-id after 1,000 fields survived next to ours; and
+    hole 4: one whose authserv-id follows nested comments was kept."""
+    sender = f"pad-{uuid.uuid4().hex[:8]}@sender.example"
+    forged = (
+        f"Authentication-Results: {AUTHSERV}; dmarc=pass header.from=bank.example\r\n"
+        f"Authentication-Results: (a (b) c) {AUTHSERV}; dkim=pass header.d=bank.example\r\n"
+        f'Authentication-Results: "{AUTHSERV.upper()}." 1; spf=pass\r\n'
+    )
+    msg, mid = padded(sender, 1500, forged)
+    assert send_via(monitor, GOOD_NET, sender, msg).accepted
+    delivered = monitor.sink.find(mid.encode())  # type: ignore[union-attr]
+    ars = ar_headers(delivered)
+    assert len(ars) == 1 and ars[0].startswith(f"{AUTHSERV}; spf=pass"), ars
+    assert "bank.example" not in ars[0]
+    assert txn_from(monitor, sender)["authres_removed"] == 3
+
+
+def test_a_64k_header_line_is_delivered_in_monitor_mode(monitor: Stack) -> None:
+    """Hole 9: a header field of 65,530 bytes or more used to drop the milter connection
+    (libmilter's packet limit): with milter_default_action = tempfail, a 4xx in monitor mode."""
+    sender = f"long-{uuid.uuid4().hex[:8]}@sender.example"
+    long_value = " ".join(["x" * 70] * 1300)  # 92,299 bytes, below Postfix's header_size_limit
+    msg, mid = build(sender, f"X-Long: {long_value}\r\n")
+    r = send_via(monitor, GOOD_NET, sender, msg)
+    assert r.accepted, r
+    delivered = monitor.sink.find(mid.encode())  # type: ignore[union-attr]
+    assert len([h for h in ar_headers(delivered) if h.startswith(AUTHSERV)]) == 1
+    t = txn_from(monitor, sender)
+    assert t["outcome"] == "accepted" and t["spf"]["result"] == "pass"

@@ -5,7 +5,10 @@ they write and the metrics they count."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -308,3 +311,30 @@ def test_enforce_tempfail_action_with_custom_reply(tempfail_stack: Stack) -> Non
     assert t["outcome"] == "tempfailed" and t["final_action"] == "tempfail"
     assert t["policies"]["require_starttls"]["action"] == "tempfail"
     assert "tls_min_version" not in t["policies"]  # mode off: not evaluated, not recorded
+
+
+def test_monitor_every_short_session_gets_its_connection_event(monitor_stack: Stack) -> None:
+    """Probes that connect, say EHLO and QUIT at once: Postfix hangs up on the milter right after
+    QUIT, and libmilter drops the commands still buffered when it sees the hang-up. With connect and
+    HELO negotiated no-reply, about one connection in twelve lost its event this way."""
+    tag = f"probe-{uuid.uuid4().hex[:8]}.example"
+
+    def probe() -> None:
+        with socket.create_connection(("127.0.0.1", monitor_stack.postfix.port), timeout=10) as s:
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(f"EHLO {tag}\r\n".encode())
+            while not f.readline().startswith(b"250 "):
+                pass
+            s.sendall(b"QUIT\r\n")
+            f.readline()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: probe(), range(120)))
+    monitor_stack.milter.wait_event(
+        lambda e: len([c for c in monitor_stack.milter.events("connection") if tag in c["helo"]]) >= 120,
+        "connection",
+        timeout=30,
+    )
+    conns = [c for c in monitor_stack.milter.events("connection") if tag in c["helo"]]
+    assert len(conns) == 120 and all(c["end_stage"] in ("helo", "abort") for c in conns)
