@@ -183,3 +183,39 @@ def test_run_refuses_a_bad_config_naming_the_key(tmp_path: Path) -> None:
     r = run_cli("run", "--config", str(bad))
     assert r.returncode == 1
     assert "policies.tls_min_version.min_version" in r.stderr and "refusing to start" in r.stderr
+
+
+def test_check_config_fails_on_what_run_would_fail_on(tmp_path: Path) -> None:
+    """Hole 12: a log file in a missing directory passed check-config, then `run` died with a
+    traceback; a newline in milter.hostname became the authserv-id."""
+    missing, nope = tmp_path / "missing", tmp_path / "nope"
+    cases = {
+        f'[log]\nfile = "{missing}/events.log"\n': f"log.file: directory {missing} does not exist",
+        f'[log]\nfile = "{tmp_path}"\n': f"log.file: {tmp_path} is a directory",
+        '[milter]\nhostname = "mx.example.org\\nX-Injected: yes"\n': "milter.hostname: must be a host name",
+        '[milter]\nhostname = "mx..example.org"\n': "milter.hostname: must be a host name",
+        f'[milter]\nsocket = "unix:{nope}/m.sock"\n': f"milter.socket: directory {nope} does not exist",
+        "[auth]\ndkim_min_key_bits = 4096\ndkim_max_key_bits = 2048\n": "auth.dkim_min_key_bits: must not be",
+    }
+    for i, (body, expected) in enumerate(cases.items()):
+        path = tmp_path / f"c{i}.toml"
+        path.write_text(f'[metrics]\nlisten = ""\n{body}')
+        checked = run_cli("check-config", str(path))
+        assert checked.returncode == 1 and expected in checked.stderr, (body, checked.stderr)
+        started = run_cli("run", "--config", str(path))
+        assert started.returncode == 1 and expected in started.stderr, (body, started.stderr)
+        assert "Traceback" not in started.stderr
+
+
+def test_check_config_notes_a_runtime_socket_directory(tmp_path: Path) -> None:
+    """/run/mailpolicy is made by systemd (RuntimeDirectory=) when the service starts: check-config
+    run beforehand says so instead of failing; run itself refuses without it."""
+    path = tmp_path / "c.toml"
+    path.write_text('[milter]\nsocket = "unix:/run/mailpolicy-test-absent/m.sock"\n[metrics]\nlisten = ""\n')
+    checked = run_cli("check-config", str(path))
+    assert checked.returncode == 0 and "note:" in checked.stderr and "RuntimeDirectory" in checked.stderr
+
+
+def test_version_flag() -> None:
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("mailpolicy ")

@@ -496,6 +496,60 @@ def test_property_every_event_line_is_valid_utf8_json(
         line = events.encode({"ts": "x", "host": AUTHSERV, "schema": 1, **rec})
         decoded = json.loads(line.decode("utf-8"))
         assert decoded["event"] in ("transaction", "connection")
-        assert isinstance(decoded["conn_id"], str)
+        assert FIELDS[decoded["event"]] <= set(decoded), FIELDS[decoded["event"]] - set(decoded)
         if decoded["event"] == "transaction":
             assert decoded["outcome"] in ("accepted", "rejected", "tempfailed", "quarantined", "aborted")
+            for d in decoded["policies"].values():
+                assert {"mode", "result", "action", "applied", "exempt"} <= set(d)
+
+
+# The documented fields (README, "Log lines") every event carries.
+FIELDS = {
+    "transaction": {
+        "conn_id",
+        "txn",
+        "queue_id",
+        "start",
+        "client_ip",
+        "client_port",
+        "client_name",
+        "helo",
+        "auth",
+        "mail_from",
+        "rcpt_count",
+        "rcpt_rejected",
+        "starttls",
+        "tls_version",
+        "tls_cipher",
+        "tls_cipher_bits",
+        "tls_cert_subject",
+        "tls_cert_issuer",
+        "policies",
+        "final_action",
+        "outcome",
+        "stage",
+        "unreadable",
+    },
+    "connection": {
+        "conn_id",
+        "start",
+        "end",
+        "duration_s",
+        "client_ip",
+        "client_port",
+        "client_name",
+        "daemon",
+        "helo",
+        "starttls",
+        "tls_version",
+        "tls_cipher",
+        "tls_cipher_bits",
+        "tls_cert_subject",
+        "tls_cert_issuer",
+        "transactions",
+        "messages",
+        "outcomes",
+        "end_stage",
+        "unreadable",
+    },
+}

@@ -142,3 +142,51 @@ def test_tcp_socket_on_loopback() -> None:
     finally:
         proc.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_8bit_helo_is_recorded_on_its_own_connection(milter_proc: MilterProcess) -> None:
+    """Hole 7: pymilter's C code cannot pass an 8-bit HELO to Python; it reached stderr as a bare
+    traceback and the HELO was never recorded. The excepthook attributes it to its connection (one
+    Python thread state per milter connection), even with other connections interleaved."""
+    bad, good = MilterClient(milter_proc.socket), MilterClient(milter_proc.socket)
+    bad.connect("bad.example", "203.0.113.61")
+    good.connect("good.example", "203.0.113.62")
+    bad.helo(b"mail.\xff\xfe.example")
+    good.helo("mail.good.example")
+    bad.helo(b"again.\xe9.example", macros=TLS12)
+    s1, s2 = sender(), sender()
+    macros: dict[str, str | bytes] = {"{cert_subject}": b"Caf\xe9 CA", **TLS12}
+    assert bad.mail(s1, macros=macros).continued
+    assert good.mail(s2, macros=TLS12).continued
+    bad.quit()
+    good.quit()
+    t1 = milter_proc.wait_event(lambda e: e.get("mail_from") == s1, "transaction")
+    t2 = milter_proc.wait_event(lambda e: e.get("mail_from") == s2, "transaction")
+    c1 = milter_proc.wait_event(lambda e: e["conn_id"] == t1["conn_id"], "connection")
+    c2 = milter_proc.wait_event(lambda e: e["conn_id"] == t2["conn_id"], "connection")
+    assert c1["helo"] == ["mail.\ufffd\ufffd.example", "again.\ufffd.example"] and "helo" in c1["unreadable"]
+    assert t1["tls_cert_subject"] == "Caf\ufffd CA" and "{cert_subject}" in t1["unreadable"]
+    assert set(t1["policies"]) == {"require_starttls", "tls_min_version"}
+    assert c2["helo"] == ["mail.good.example"] and c2["unreadable"] == []
+    assert (
+        "Traceback" not in milter_proc.stderr_text() and "UnicodeDecodeError" not in milter_proc.stderr_text()
+    )
+
+
+def test_a_second_instance_on_the_same_socket_refuses_to_start(milter_proc: MilterProcess) -> None:
+    """Hole 11: a second `mailpolicy run` on the same socket path silently took over the socket."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "mailpolicy", "run", "--config", str(milter_proc.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert f"milter.socket: {milter_proc.socket} is in use by a running process" in r.stderr
+    c = MilterClient(milter_proc.socket)  # the first instance still serves its socket
+    c.connect("still.example", "203.0.113.63")
+    assert c.helo("still.example").continued
+    c.quit()
