@@ -53,9 +53,12 @@ def decide(cfg: PolicyConfig, verdict: Verdict, txn: Transaction) -> Decision:
         d.exempt = "network"
     elif cfg.exempt.authenticated and txn.auth_user:
         d.exempt = "authenticated"
-    elif cfg.exempt.recipients and any(cfg.exempt.recipient_exempt(r) for r in txn.recipients):
+    elif cfg.exempt.recipients and txn.accepted_recipients and all(
+        cfg.exempt.recipient_exempt(r) for r in txn.accepted_recipients
+    ):
         # Only at end of message (MAIL-stage checks see no recipients yet and act per RCPT
-        # instead): one message cannot be split, so one exempt recipient exempts it.
+        # instead). A message cannot be split there, so it is exempt only when every recipient
+        # it goes to is: one exempt recipient must not carry a refused message to the others.
         d.exempt = "recipient"
     if d.exempt:
         d.action = Action.CONTINUE

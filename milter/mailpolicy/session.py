@@ -17,8 +17,9 @@ The rules:
   one Authentication-Results header added.
 - **Where refusals happen.** A MAIL-stage policy refuses at MAIL FROM, or, when it has
   ``exempt_recipients``, at each RCPT that is not exempt (a transaction whose recipients are all
-  exempt is not refused). EOM-stage policies act at end of data, where one exempt recipient exempts
-  the whole message (it cannot be split). The strongest enforceable action wins.
+  exempt is not refused). EOM-stage policies act at end of data, where the message cannot be split:
+  it is exempt only when every recipient it goes to is exempt, so adding ``postmaster@`` to a spoof
+  does not carry it to the other recipients. The strongest enforceable action wins.
 - **One record per transaction and per connection**, written when it ends (EOM, abort, next MAIL,
   close), so that its outcome and ``applied`` flags are final.
 """
@@ -257,6 +258,7 @@ class Session:
         assert now.reply is not None
         now.applied = True
         txn.rcpt_rejected += 1
+        txn.refused_rcpts.add(len(txn.recipients) - 1)
         return Response(now.action, now.reply)
 
     def header(self, name: str | bytes, value: bytes) -> None:

@@ -57,6 +57,7 @@ class Transaction:
     tls: TlsInfo | None = None
     recipients: list[str] = field(default_factory=list)
     rcpt_rejected: int = 0
+    refused_rcpts: set[int] = field(default_factory=set)  # indexes in recipients refused at RCPT
     rcpt_exempt: Counter[str] = field(default_factory=Counter)  # per policy: exempt recipients
     queue_id: str | None = None
     decisions: dict[str, Decision] = field(default_factory=dict)
@@ -71,6 +72,11 @@ class Transaction:
     @property
     def client_ip(self) -> IPAddress | None:
         return self.conn.client_ip
+
+    @property
+    def accepted_recipients(self) -> list[str]:
+        """The recipients the message goes to (those not refused at RCPT by an enforced policy)."""
+        return [r for i, r in enumerate(self.recipients) if i not in self.refused_rcpts]
 
 
 @dataclass

@@ -63,6 +63,13 @@ def test_pass_is_continue() -> None:
         ({"auth": "alice"}, {"exempt_authenticated": False}, None),
         ({"rcpts": ("postmaster@x.example",)}, {"exempt_recipients": ["postmaster@"]}, "recipient"),
         ({"rcpts": ("user@x.example",)}, {"exempt_recipients": ["postmaster@"]}, None),
+        # One exempt recipient must not carry the message to the others (end of data).
+        ({"rcpts": ("postmaster@x.example", "ceo@x.example")}, {"exempt_recipients": ["postmaster@"]}, None),
+        (
+            {"rcpts": ("postmaster@x.example", "abuse@y.example")},
+            {"exempt_recipients": ["postmaster@", "abuse@"]},
+            "recipient",
+        ),
     ],
 )
 def test_exemptions(kw: dict[str, object], opts: dict[str, object], exempt: str | None) -> None:

@@ -553,3 +553,25 @@ FIELDS = {
         "unreadable",
     },
 }
+
+
+def test_an_exempt_recipient_does_not_carry_a_refused_message_to_the_others(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    """At end of data the message cannot be split: it is exempt only when every recipient it goes
+    to is exempt (adding postmaster@ to a spoof used to exempt it for everybody)."""
+    exempt = {"mode": "enforce", "exempt_recipients": ["postmaster@"]}
+    s = session(policies={"dmarc": exempt})
+    connect(s, ip="198.51.100.7")
+    spoof = message(from_="ceo@victim.example")
+    _, _, eom = send(s, b"<b@attacker.example>", spoof, (b"<postmaster@x.example>", b"<ceo@x.example>"))
+    assert eom is not None and eom.response.action is Action.REJECT
+    _, _, eom = send(s, b"<b@attacker.example>", spoof, (b"<postmaster@x.example>",))
+    assert eom is not None and eom.response == Response()
+    assert emitted[-1]["policies"]["dmarc"]["exempt"] == "recipient"
+    # Recipients refused at RCPT are not part of the message: only postmaster@ receives it here.
+    s = session(policies={"dmarc": exempt, "require_starttls": exempt})
+    connect(s, ip="198.51.100.7")
+    _, rcpts, eom = send(s, b"<b@attacker.example>", spoof, (b"<postmaster@x.example>", b"<ceo@x.example>"))
+    assert [r.action for r in rcpts] == [Action.CONTINUE, Action.REJECT]
+    assert eom is not None and eom.response == Response()
