@@ -261,7 +261,7 @@ def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Traceback
     log.error("unhandled exception", exc_info=(exc_type, exc, tb))
 
 
-def register(name: str, setup: Callable[[], Setup], on_error: str) -> None:
+def register(name: str, setup: Callable[[], Setup]) -> None:
     """Register the callbacks with pymilter's C module (before ``opensocket``/``main``)."""
     milter = Milter.milter
 
@@ -270,7 +270,11 @@ def register(name: str, setup: Callable[[], Setup], on_error: str) -> None:
 
     Milter.factory = factory
     sys.excepthook = _excepthook
-    Milter.set_exception_policy(Milter.TEMPFAIL if on_error == "tempfail" else Milter.CONTINUE)
+    # What pymilter answers when it fails before our code runs: in practice a connect host name or
+    # HELO that is not UTF-8 (a fact about the client, recorded by _excepthook, not an internal
+    # error). Continue, always: a tempfail there would refuse the client even in monitor mode.
+    # Errors inside our callbacks are answered by the guard, as milter.on_error says.
+    Milter.set_exception_policy(Milter.CONTINUE)
     milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE | Milter.SETSYMLIST)
     milter.set_connect_callback(lambda ctx, *a: _priv(ctx, factory).connect(*a))
     milter.set_helo_callback(lambda ctx, host: _priv(ctx, factory).hello(host))

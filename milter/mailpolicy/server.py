@@ -226,7 +226,7 @@ def serve(config: Config) -> None:
             raise StartupError(f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror}") from None
 
     setup_dns(config)
-    adapter.register(m.name, setup_of(config), m.on_error)
+    adapter.register(m.name, setup_of(config))
     milter.setconn(m.socket)
     milter.settimeout(m.timeout)
     old = raise_max_data_size()

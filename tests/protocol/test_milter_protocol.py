@@ -190,3 +190,23 @@ def test_a_second_instance_on_the_same_socket_refuses_to_start(milter_proc: Milt
     c.connect("still.example", "203.0.113.63")
     assert c.helo("still.example").continued
     c.quit()
+
+
+def test_undecodable_arguments_never_tempfail_even_with_on_error_tempfail() -> None:
+    """connect and HELO are answered; what pymilter does when it cannot decode them must not depend
+    on milter.on_error (a 4xx to an 8-bit HELO would refuse mail in monitor mode)."""
+    m = MilterProcess(config={"milter": {"on_error": "tempfail"}, "auth": {"enabled": False}}).start()
+    try:
+        c = MilterClient(m.socket)
+        assert c.connect(b"host.\xff.example", "203.0.113.70").continued
+        assert c.helo(b"mail.\xff.example").continued
+        s = sender()
+        # The connect arguments never reached Python: the address comes from {client_addr}, which
+        # the milter asks the MTA for at MAIL FROM.
+        assert c.mail(s, macros={**TLS12, "{client_addr}": "203.0.113.70"}).continued
+        c.quit()
+        t = m.wait_event(lambda e: e.get("mail_from") == s, "transaction")
+        assert {"client_name", "helo"} <= set(t["unreadable"])
+        assert t["client_name"] == "host.\ufffd.example" and t["client_ip"] == "203.0.113.70"
+    finally:
+        m.stop()
