@@ -35,8 +35,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -53,7 +51,7 @@ from support.authres_strict import parse_strict
 from support.dnsserver import DnsServer
 from support.hostile import AUTHSERV_ID, Session, SessionResult
 from support.milterclient import INSHEADER, Reply
-from support.stack import MilterProcess, make_workdir, wait_for
+from support.stack import MilterProcess, make_workdir
 
 pytestmark = pytest.mark.protocol
 
@@ -75,24 +73,8 @@ class CapturingMilter(MilterProcess):
     """MilterProcess with its standard output captured to a file (``log.stdout = true`` is the
     second sink under test)."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any]):
-        super().__init__(workdir, config)
-        self.stdout_path = workdir / "milter.stdout"
-
-    def start(self) -> CapturingMilter:
-        with self.stdout_path.open("wb") as stdout, self.stderr_path.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mailpolicy", "run", "--config", str(self.config_path)],
-                stdout=stdout,
-                stderr=stderr,
-            )
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"mailpolicy exited {self.proc.returncode}: {self.stderr_text()}")
-            return self._socket_up() and self._metrics_up()
-
-        wait_for(ready, 20, "mailpolicy socket and metrics endpoint")
+    def start(self, capture_stdout: bool = True) -> CapturingMilter:
+        super().start(capture_stdout=True)
         return self
 
     def alive(self) -> bool:

@@ -112,14 +112,16 @@ class MilterProcess:
         self.config_path.write_text(to_toml(cfg))
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_path = workdir / "milter.stderr"
+        self.stdout_path = workdir / "milter.stdout"
 
-    def start(self) -> MilterProcess:
-        stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailpolicy", "run", "--config", str(self.config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    def start(self, capture_stdout: bool = False) -> MilterProcess:
+        """Start the process; its standard output is discarded, or kept in ``stdout_path``."""
+        with self.stderr_path.open("wb") as stderr, self.stdout_path.open("wb") as stdout:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mailpolicy", "run", "--config", str(self.config_path)],
+                stdout=stdout if capture_stdout else subprocess.DEVNULL,
+                stderr=stderr,
+            )
 
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:

@@ -34,6 +34,36 @@ class Mailbox:
     literal: str | None = None  # the [domain-literal], when that is what the address has
 
 
+def skip_cfws(text: str, i: int) -> tuple[int, bool]:
+    """Skip folding white space and comments from ``i`` (RFC 5322 3.2.2: comments nest and take
+    quoted-pairs). Returns the index after them and whether every comment was closed. Linear."""
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in _WSP:
+            i += 1
+        elif c == "(":
+            depth = 0
+            while i < n:
+                c = text[i]
+                if c == "\\":
+                    i += 2
+                    continue
+                if c == "(":
+                    depth += 1
+                elif c == ")":
+                    depth -= 1
+                    if depth == 0:
+                        i += 1
+                        break
+                i += 1
+            else:
+                return n, False
+        else:
+            break
+    return min(i, n), True
+
+
 def _atext(c: str) -> bool:
     return c > "\x7f" or ("!" <= c <= "~" and c not in _SPECIALS)
 
@@ -51,30 +81,9 @@ class _Parser:
 
     def cfws(self) -> None:
         """Skip folding white space and (nested) comments."""
-        s, n = self.s, len(self.s)
-        while self.i < n:
-            c = s[self.i]
-            if c in _WSP:
-                self.i += 1
-            elif c == "(":
-                depth = 0
-                while self.i < n:
-                    c = s[self.i]
-                    if c == "\\":
-                        self.i += 2
-                        continue
-                    if c == "(":
-                        depth += 1
-                    elif c == ")":
-                        depth -= 1
-                        if depth == 0:
-                            self.i += 1
-                            break
-                    self.i += 1
-                else:
-                    raise self.fail("unterminated comment")
-            else:
-                return
+        self.i, closed = skip_cfws(self.s, self.i)
+        if not closed:
+            raise self.fail("unterminated comment")
 
     def atom(self) -> str:
         start = self.i

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from mailpolicy.auth import AuthResults
+from mailpolicy.auth.address import skip_cfws
 
 NAME = "Authentication-Results"
 _PTEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+")  # RFC 8601 pvalue without quoting
@@ -126,39 +127,12 @@ def fold(value: str, width: int = 200) -> str:
 # ---- recognising headers that claim our authserv-id -----------------------------------------
 
 
-def _skip_cfws(text: str, i: int) -> int:
-    """Skip folding white space and comments; RFC 5322 comments nest and take quoted-pairs."""
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c in _CFWS:
-            i += 1
-        elif c == "(":
-            depth = 0
-            while i < n:
-                c = text[i]
-                if c == "\\":
-                    i += 2
-                    continue
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    depth -= 1
-                    if depth == 0:
-                        i += 1
-                        break
-                i += 1
-        else:
-            break
-    return i
-
-
 def authserv_id_of(value: str | bytes) -> str | None:
     """The authserv-id an A-R header value claims (RFC 8601 2.2: after CFWS, a token or a
     quoted-string), lower case without a trailing dot; None when there is none. Deliberately
     broader than a strict parser: a header that any reader could take as ours is recognised."""
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    i = _skip_cfws(text, 0)
+    i, _closed = skip_cfws(text, 0)
     n = len(text)
     if i < n and text[i] == '"':
         out = []
