@@ -53,8 +53,10 @@ def decide(cfg: PolicyConfig, verdict: Verdict, txn: Transaction) -> Decision:
         d.exempt = "network"
     elif cfg.exempt.authenticated and txn.auth_user:
         d.exempt = "authenticated"
-    elif cfg.exempt.recipients and txn.accepted_recipients and all(
-        cfg.exempt.recipient_exempt(r) for r in txn.accepted_recipients
+    elif (
+        cfg.exempt.recipients
+        and txn.accepted_recipients
+        and all(cfg.exempt.recipient_exempt(r) for r in txn.accepted_recipients)
     ):
         # Only at end of message (MAIL-stage checks see no recipients yet and act per RCPT
         # instead). A message cannot be split there, so it is exempt only when every recipient
