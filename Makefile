@@ -4,10 +4,10 @@
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := postfix libmilter-dev swaks openssl prometheus chromium
+APT_PACKAGES := postfix libmilter-dev swaks libnet-ssleay-perl openssl prometheus chromium python3-venv python3-dev gcc libc6-dev
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: deps venv lint test demo bench clean
+.PHONY: deps venv lint test unit demo bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -31,6 +31,10 @@ lint: venv
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The fast tier only (no Postfix, no milter process).
+unit: venv
+	$(PY) -m pytest -q -p no:cacheprovider -m unit
 
 demo: venv
 	$(PY) tests/demo.py
