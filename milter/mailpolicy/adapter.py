@@ -141,9 +141,10 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         return {n: self._macro(n) for n in names}
 
     def _respond(self, r: Response) -> int:
-        if r.action is Action.CONTINUE or r.reply is None:
+        if r.action is Action.CONTINUE:
             return CONTINUE
-        self.setreply(r.reply.code, r.reply.xcode, r.reply.text)
+        if r.reply is not None:
+            self.setreply(r.reply.code, r.reply.xcode, r.reply.text)
         return _RC_OF[r.action]
 
     def _hvalue(self, value: str) -> str:

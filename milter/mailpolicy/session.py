@@ -366,7 +366,16 @@ class Session:
         for idx in reversed(m.forged if m is not None else []):
             metrics.AR_REMOVED.inc()
             yield DeleteHeader(auth_header.NAME, idx)
-        value = auth_header.fold(auth_header.build(cfg.authserv_id, txn.auth))
+        try:
+            value = auth_header.fold(auth_header.build(cfg.authserv_id, txn.auth))
+        except Exception:  # never by design; still, every accepted message carries our header
+            metrics.child(metrics.CHECK_ERRORS, "header").inc()
+            log.exception(
+                "could not build the Authentication-Results header; writing the DMARC result only",
+                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": "header"},
+            )
+            dmarc = txn.auth.dmarc
+            value = f"{cfg.authserv_id}; " + (f"dmarc={dmarc.result}" if dmarc is not None else "none")
         yield InsertHeader(auth_header.NAME, value, 0)
 
     def _check_spf(self, txn: Transaction) -> None:

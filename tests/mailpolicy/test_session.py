@@ -575,3 +575,18 @@ def test_an_exempt_recipient_does_not_carry_a_refused_message_to_the_others(
     _, rcpts, eom = send(s, b"<b@attacker.example>", spoof, (b"<postmaster@x.example>", b"<ceo@x.example>"))
     assert [r.action for r in rcpts] == [Action.CONTINUE, Action.REJECT]
     assert eom is not None and eom.response == Response()
+
+
+def test_a_header_builder_failure_still_gives_one_header(
+    zone: fakedns.FakeResolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailpolicy.auth import header
+
+    def boom(*a: object) -> str:
+        raise ValueError("builder bug")
+
+    monkeypatch.setattr(header, "build", boom)
+    s = session()
+    connect(s, ip="198.51.100.7")
+    _, _, eom = send(s, b"<b@attacker.example>", message(from_="ceo@victim.example"))
+    assert eom is not None and ar_values(eom) == [f"{AUTHSERV}; dmarc=fail"]
