@@ -54,18 +54,41 @@ def _run(path: str) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mailpolicy", description=__doc__)
+DESCRIPTION = (
+    "A milter for Postfix and Sendmail that records the transport security and authentication of "
+    "every SMTP connection and runs each mail policy in off, monitor or enforce mode."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line (also the source of the man page)."""
+    parser = argparse.ArgumentParser(prog="mailpolicy", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"mailpolicy {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the milter")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the milter", description="Run the milter until SIGTERM.")
     run.add_argument("--config", default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})")
-    chk = sub.add_parser("check-config", help="validate a configuration file and list every error")
-    chk.add_argument("path", nargs="?", default=DEFAULT_PATH)
-    sub.add_parser("version", help="print the version")
-    rep = sub.add_parser("report", help="which mail would enforcing the policies lose? (reads event logs)")
+    chk = sub.add_parser(
+        "check-config",
+        help="validate a configuration file and list every error",
+        description="Validate a configuration file and this host the way run will; list every error "
+        "with its key; exit 1 if there is any.",
+    )
+    chk.add_argument(
+        "path", nargs="?", default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})"
+    )
+    sub.add_parser("version", help="print the version", description="Print the version.")
+    rep = sub.add_parser(
+        "report",
+        help="which mail would enforcing the policies lose? (reads event logs)",
+        description="Read event logs and answer, per policy and for all of them at once: which mail "
+        "would enforcing it lose?",
+    )
     report.add_arguments(rep)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "report":
         return report.run(args)
     if args.command == "run":

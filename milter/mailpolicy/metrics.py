@@ -96,6 +96,20 @@ AR_REMOVED = Counter(
     "mailpolicy_authres_removed",
     "Authentication-Results headers claiming our authserv-id removed from incoming messages",
 )
+RELOADS = Counter(
+    "mailpolicy_config_reloads",
+    "Configuration reloads (SIGHUP, systemctl reload) by result: ok, error (the running "
+    "configuration was kept)",
+    ["result"],
+)
+LAST_RELOAD = Gauge(
+    "mailpolicy_config_last_reload_success_timestamp_seconds",
+    "When the running configuration was loaded (start-up or the last successful reload), Unix time",
+)
+CONFIG_INFO = Info(
+    "mailpolicy_config",
+    "The running configuration: the SHA-256 of the configuration file (first 16 hex digits) and its path",
+)
 UNREADABLE_INPUTS = Counter(
     "mailpolicy_unreadable_inputs",
     "Inputs the MTA sent that could not be read as text (not UTF-8), by input: client_name, helo, "
