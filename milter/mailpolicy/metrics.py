@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
@@ -110,6 +111,20 @@ CONFIG_INFO = Info(
     "mailpolicy_config",
     "The running configuration: the SHA-256 of the configuration file (first 16 hex digits) and its path",
 )
+POLICY_MODE = Gauge(
+    "mailpolicy_policy_mode",
+    "The running mode of each policy: 1 for its mode (off, monitor, enforce), 0 for the others",
+    ["policy", "mode"],
+)
+
+
+def set_policy_modes(modes: dict[str, str]) -> None:
+    """Publish each policy's running mode (at start-up and after every reload)."""
+    for name, current in modes.items():
+        for mode in ("off", "monitor", "enforce"):
+            POLICY_MODE.labels(name, mode).set(1 if mode == current else 0)
+
+
 UNREADABLE_INPUTS = Counter(
     "mailpolicy_unreadable_inputs",
     "Inputs the MTA sent that could not be read as text (not UTF-8), by input: client_name, helo, "
@@ -152,8 +167,8 @@ _MAX_CHILDREN = 4096
 
 def child(metric: M, *values: str) -> M:
     """``metric.labels(*values)``, looked up once per label set: ``labels()`` takes a lock and
-    rebuilds its key on every call. The child is created on first use, as with ``labels()``, so
-    no series appears before it is counted. Label sets are bounded by design; past a cap the
+    rebuilds its key on every call. The child is created on first use, as with ``labels()``, unless
+    :func:`init_series` created it at 0 beforehand. Label sets are bounded by design; past a cap the
     lookup simply is not cached."""
     key = (metric, values)
     found: M | None = _children.get(key)
@@ -162,3 +177,90 @@ def child(metric: M, *values: str) -> M:
         if len(_children) < _MAX_CHILDREN:
             _children[key] = found
     return found
+
+
+# ---- the known label sets, exported at 0 from start-up ------------------------------------------
+# A labelled Prometheus counter has no series until its first increment, and rate()/increase() need
+# two samples of a series: the first-ever error, refusal or failed reload would never be alerted on.
+# init_series() creates every label set below at 0, so a counter going 0 -> 1 is an increase.
+
+CALLBACKS = ("connect", "helo", "mail", "rcpt", "header", "body", "eom", "abort", "close", "decode")
+"""``callback`` values: the milter callbacks, and ``decode`` (an argument pymilter could not decode)."""
+EXTRA_CHECKS = ("auth", "header")
+"""``check`` values besides the registered checks: the authentication step and our A-R header."""
+OUTCOMES = ("accepted", "rejected", "tempfailed", "quarantined", "aborted")
+"""``outcome`` values of mailpolicy_transactions_total."""
+ACTIONS = ("continue", "quarantine", "tempfail", "reject")
+"""``action`` (policy decisions) and ``final_action`` (messages) values."""
+MODES = ("monitor", "enforce")
+"""``mode`` values of a policy decision (a policy that is off decides nothing)."""
+EXEMPTION_REASONS = ("network", "authenticated", "recipient")
+RELOAD_RESULTS = ("ok", "error")
+AUTH_RESULT_WORDS: dict[str, tuple[str, ...]] = {
+    "spf": ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"),
+    "dkim": ("pass", "fail", "neutral", "policy", "temperror", "permerror"),
+    "dmarc": ("pass", "fail", "none", "temperror", "permerror"),
+}
+"""``method`` and ``result`` values of mailpolicy_auth_results_total (RFC 8601 words)."""
+POLICY_RESULTS: dict[str, tuple[str, ...]] = {
+    "require_starttls": ("pass", "fail", "temperror"),
+    "tls_min_version": ("pass", "fail", "none", "permerror", "temperror"),
+    "spf": AUTH_RESULT_WORDS["spf"],
+    "dmarc": AUTH_RESULT_WORDS["dmarc"],
+}
+"""``result`` values each check's decisions carry (temperror: the check raised); a policy not listed
+here gets the SPF words, the widest set."""
+DNS_TYPES = ("A", "AAAA", "MX", "PTR", "TXT", "SPF", "CNAME", "NS", "SOA", "other")
+DNS_OUTCOMES = ("ok", "nxdomain", "nodata", "timeout", "servfail", "error")
+
+
+def policy_label_sets(name: str, mode: str) -> list[tuple[str, str, str, str]]:
+    """The (policy, mode, result, action) label sets of one active policy: ``pass`` only ever
+    continues; every other result may come with any action (configurable actions, exemptions)."""
+    if mode not in MODES:
+        raise ValueError(f"policy {name!r}: mode must be one of {', '.join(MODES)} (got {mode!r})")
+    results = POLICY_RESULTS.get(name, AUTH_RESULT_WORDS["spf"])
+    return [
+        (name, mode, result, action)
+        for result in results
+        for action in ACTIONS
+        if result != "pass" or action == "continue"
+    ]
+
+
+def init_series(policies: Iterable[tuple[str, str]], checks: Iterable[str], *, auth: bool = True) -> None:
+    """Export every known label set at 0, so that alerts on ``increase()`` see the first event.
+
+    ``policies``: the active policies as (name, mode) pairs, mode ``monitor`` or ``enforce``
+    (``off`` is skipped); ``checks``: the registered check names; ``auth``: whether SPF, DKIM and
+    DMARC are computed (their results and the DNS lookups). Call it at start-up once the
+    configuration is loaded and after each successful reload. Idempotent: a series that exists
+    keeps its value, none is removed (a policy switched off keeps its counts until restart)."""
+    for callback in CALLBACKS:
+        child(CALLBACK_ERRORS, callback)
+    for check in (*checks, *EXTRA_CHECKS):
+        child(CHECK_ERRORS, check)
+    for outcome in OUTCOMES:
+        child(TRANSACTIONS, outcome)
+    for action in ACTIONS:
+        child(MESSAGES, action)
+    for result in RELOAD_RESULTS:
+        child(RELOADS, result)
+    for name in sorted(UNREADABLE_NAMES | {"other"}):
+        child(UNREADABLE_INPUTS, name)
+    # plaintext: so that "no connection at all" is a rate of 0, not an absent series
+    child(CONNECTIONS, "false", "none")
+    for name, mode in policies:
+        if mode == "off":
+            continue
+        for labels in policy_label_sets(name, mode):
+            child(POLICY_DECISIONS, *labels)
+        for reason in EXEMPTION_REASONS:
+            child(POLICY_EXEMPTIONS, name, reason)
+    if auth:
+        for method, words in AUTH_RESULT_WORDS.items():
+            for word in words:
+                child(AUTH_RESULTS, method, word)
+        for rdtype in DNS_TYPES:
+            for outcome in DNS_OUTCOMES:
+                child(DNS_QUERIES, rdtype, outcome)
