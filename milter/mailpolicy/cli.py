@@ -1,13 +1,14 @@
-"""Command line: ``mailpolicy run | check-config | report | version``."""
+"""Command line: ``mailpolicy run | check-config | status | report | version``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from mailpolicy import __version__, report
-from mailpolicy.config import DEFAULT_PATH, ConfigError, load
+from mailpolicy import __version__, report, status
+from mailpolicy.config import DEFAULT_PATH, ConfigError, load, read
 
 
 def _check_config(path: str) -> int:
@@ -22,7 +23,8 @@ def _check_config(path: str) -> int:
         return 1
     problems, notes = preflight(cfg, starting=False)
     for note in notes:
-        print(f"note: {path}: {note}", file=sys.stderr)
+        kind, _, text = note.partition(": ")
+        print(f"{kind}: {path}: {text}", file=sys.stderr)
     if problems:
         for problem in problems:
             print(f"error: {path}: {problem}", file=sys.stderr)
@@ -38,20 +40,19 @@ def _run(path: str) -> int:
     from mailpolicy.server import StartupError, serve
 
     try:
-        cfg = load(path)
+        cfg, config_hash = read(path)
     except ConfigError as exc:
         for err in exc.errors:
             print(f"error: {err}", file=sys.stderr)
         print(f"mailpolicy: refusing to start: {len(exc.errors)} configuration error(s)", file=sys.stderr)
         return 1
     try:
-        serve(cfg)
+        return serve(cfg, os.path.abspath(path), config_hash)
     except StartupError as exc:
         for problem in exc.problems:
             print(f"error: {path}: {problem}", file=sys.stderr)
         print(f"mailpolicy: cannot start: {len(exc.problems)} problem(s)", file=sys.stderr)
         return 1
-    return 0
 
 
 DESCRIPTION = (
@@ -77,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", default=DEFAULT_PATH, help=f"configuration file (default {DEFAULT_PATH})"
     )
     sub.add_parser("version", help="print the version", description="Print the version.")
+    st = sub.add_parser(
+        "status",
+        help="what the running milter is doing: configuration, modes, refusals since start",
+        description="Ask the running milter's metrics endpoint: version, uptime, the configuration it "
+        "runs and when it was loaded, each policy's mode and what it refused or would have refused "
+        "since start. Exit 0 running, 3 not running, 4 cannot tell.",
+    )
+    status.add_arguments(st)
     rep = sub.add_parser(
         "report",
         help="which mail would enforcing the policies lose? (reads event logs)",
@@ -91,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return report.run(args)
+    if args.command == "status":
+        return status.run(args)
     if args.command == "run":
         return _run(args.config)
     if args.command == "check-config":

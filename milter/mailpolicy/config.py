@@ -6,6 +6,7 @@ Every problem is collected with its key path (``policies.require_starttls.mode: 
 from __future__ import annotations
 
 import grp
+import hashlib
 import ipaddress
 import pwd
 import re
@@ -26,6 +27,29 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]):
         super().__init__("\n".join(errors))
         self.errors = errors
+
+
+class ItemErrors(ValueError):
+    """Problems with several items of one list: reported one per item (``key[i]: problem``)."""
+
+    def __init__(self, items: list[tuple[int, str]]):
+        super().__init__("; ".join(f"item {i}: {p}" for i, p in items))
+        self.items = items
+
+
+def _each(value: Any, example: str, parse: Any) -> tuple[Any, ...]:
+    """Parse every item of a list with ``parse``; every bad item is reported, not only the first."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list such as {example}")
+    out, bad = [], []
+    for i, item in enumerate(value):
+        try:
+            out.append(parse(item))
+        except ValueError as exc:
+            bad.append((i, str(exc)))
+    if bad:
+        raise ItemErrors(bad)
+    return tuple(out)
 
 
 # ---- value parsers: return the parsed value or raise ValueError(problem) ----
@@ -127,15 +151,10 @@ def _float_range(lo: float, hi: float) -> Any:
 
 def _nameservers(value: Any) -> tuple[tuple[str, int], ...]:
     """``["127.0.0.1", "192.0.2.53:5353", "[::1]:5353"]``; ``[]`` means /etc/resolv.conf."""
-    if not isinstance(value, list):
-        raise ValueError("must be a list such as ['127.0.0.1', '192.0.2.53:5353', '[::1]:5353']")
-    out = []
-    for i, item in enumerate(value):
-        try:
-            out.append(parse_nameserver(_str(item)))
-        except ValueError as exc:
-            raise ValueError(f"item {i}: {exc}") from None
-    return tuple(out)
+    parsed: tuple[tuple[str, int], ...] = _each(
+        value, "['127.0.0.1', '192.0.2.53:5353', '[::1]:5353']", lambda item: parse_nameserver(_str(item))
+    )
+    return parsed
 
 
 _AUTHSERV_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -148,31 +167,43 @@ def _authserv_id(value: Any) -> str:
     return text
 
 
+def _network(item: Any) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(_str(item), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a valid CIDR network: {item!r} ({exc})") from None
+
+
 def _networks(value: Any) -> tuple[IPNetwork, ...]:
-    if not isinstance(value, list):
-        raise ValueError("must be a list of CIDR strings such as '192.0.2.0/24' or '2001:db8::/32'")
-    nets: list[IPNetwork] = []
-    for i, item in enumerate(value):
-        try:
-            nets.append(ipaddress.ip_network(_str(item), strict=True))
-        except ValueError as exc:
-            raise ValueError(f"item {i}: not a valid CIDR network: {item!r} ({exc})") from None
-    return tuple(nets)
+    nets: tuple[IPNetwork, ...] = _each(value, "['192.0.2.0/24', '2001:db8::/32']", _network)
+    return nets
 
 
 _RCPT_RE = re.compile(r"^[^@\s]+@$|^@[^@\s]+$|^[^@\s]+@[^@\s]+$")
 
 
+def _recipient(item: Any) -> str:
+    text = _str(item).strip().lower()
+    if not _RCPT_RE.fullmatch(text):
+        raise ValueError(f"{item!r} is not 'local@domain', 'local@' or '@domain'")
+    return text
+
+
 def _recipients(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError("must be a list such as ['postmaster@', 'abuse@example.org', '@example.net']")
-    out = []
-    for i, item in enumerate(value):
-        text = _str(item).strip().lower()
-        if not _RCPT_RE.fullmatch(text):
-            raise ValueError(f"item {i}: {item!r} is not 'local@domain', 'local@' or '@domain'")
-        out.append(text)
-    return tuple(out)
+    out: tuple[str, ...] = _each(value, "['postmaster@', 'abuse@example.org', '@example.net']", _recipient)
+    return out
+
+
+def _file_mode(value: Any) -> int:
+    text = _str(value)
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise ValueError(f"must be an octal mode string such as '0640' (got {text!r})")
+    mode = int(text, 8)
+    if mode & 0o002:
+        raise ValueError(f"must not let everybody write the event file (got {text!r})")
+    if not mode & 0o200:
+        raise ValueError(f"must let the owner write (got {text!r})")
+    return mode
 
 
 # ---- schema ----
@@ -190,6 +221,8 @@ MILTER_KEYS: dict[str, Option] = {
 LOG_KEYS: dict[str, Option] = {
     "stdout": Option(True, _bool),
     "file": Option("", _str),
+    "file_mode": Option("0640", _file_mode),
+    "file_group": Option("adm", _group),
     "level": Option("info", _one_of("debug", "info", "warning", "error")),
 }
 METRICS_KEYS: dict[str, Option] = {
@@ -233,6 +266,8 @@ class MilterConfig:
 class LogConfig:
     stdout: bool
     file: str
+    file_mode: int
+    file_group: str
     level: str
 
 
@@ -295,6 +330,8 @@ def _section(data: Any, path: str, schema: Mapping[str, Option], errors: list[st
         raw = data.get(key, opt.default)
         try:
             out[key] = opt.parse(raw)
+        except ItemErrors as exc:
+            errors.extend(f"{path}.{key}[{i}]: {problem}" for i, problem in exc.items)
         except ValueError as exc:
             errors.append(f"{path}.{key}: {exc}")
     return out
@@ -362,15 +399,25 @@ def parse(data: Mapping[str, Any]) -> Config:
     )
 
 
-def load(path: str) -> Config:
+def read(path: str) -> tuple[Config, str]:
+    """The configuration in ``path`` and the first 16 hex digits of the file's SHA-256 (what the
+    metrics and every transaction event record as the running configuration)."""
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
     try:
-        return parse(data)
+        return parse(data), hashlib.sha256(raw).hexdigest()[:16]
     except ConfigError as exc:
         raise ConfigError([f"{path}: {e}" for e in exc.errors]) from None
+
+
+def load(path: str) -> Config:
+    return read(path)[0]

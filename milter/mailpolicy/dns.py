@@ -52,6 +52,12 @@ def parse_nameserver(value: str) -> tuple[str, int]:
         host, port = text.split(":")
     else:
         host, port = text, "53"
+        prefix, _, last = text.rpartition(":")
+        if last.isdigit() and len(last) <= 5 and _is_ip(prefix):
+            raise ValueError(
+                f"{value!r} is ambiguous: write '[{prefix}]:{last}' for port {last} of {prefix}, or "
+                f"'[{text}]' for the address {text}"
+            )
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
@@ -61,6 +67,14 @@ def parse_nameserver(value: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{value!r}: port must be 1-65535")
     return str(ip), int(port)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

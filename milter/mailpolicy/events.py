@@ -11,13 +11,15 @@ string that still cannot be encoded instead of failing."""
 
 from __future__ import annotations
 
+import grp
 import json
 import logging
 import logging.handlers
+import os
 import sys
 from typing import IO, Any
 
-from mailpolicy import EVENT_SCHEMA
+from mailpolicy import EVENT_SCHEMA, systemd
 from mailpolicy.model import iso
 from mailpolicy.state import Connection, Transaction
 from mailpolicy.text import to_str
@@ -54,6 +56,7 @@ def transaction_record(txn: Transaction) -> dict[str, Any]:
         "outcome": txn.outcome,
         "stage": txn.stage,
         "unreadable": sorted(set(c.unreadable) | set(txn.unreadable)),
+        "config": txn.setup.config_hash,
     }
     if txn.auth is not None:
         rec.update(txn.auth.record())
@@ -142,15 +145,25 @@ class JsonFormatter(logging.Formatter):
 
 class _BinaryStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes each line as UTF-8 bytes to the stream's buffer: the locale's encoding (ASCII under a
-    bare systemd environment) can never make a line fail."""
+    bare systemd environment) can never make a line fail. When the stream is journald's
+    (``journal=True``), each line starts with its syslog priority (``<6>`` for events, the level's
+    for diagnostics), which journald reads and strips: ``journalctl -p err`` then shows errors."""
 
-    def __init__(self, stream: IO[str]):
+    def __init__(self, stream: IO[str], journal: bool = False):
         super().__init__(stream)
         self._buffer = getattr(stream, "buffer", None)
+        self.journal = journal
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = self.format(record).encode("utf-8") + b"\n"
+            if self.journal:
+                priority = (
+                    6
+                    if getattr(record, "event", None) is not None
+                    else systemd.PRIORITY.get(record.levelname, 6)
+                )
+                data = b"<%d>" % priority + data
             if self._buffer is not None:
                 self._buffer.write(data)
                 self._buffer.flush()
@@ -161,27 +174,67 @@ class _BinaryStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
 
-def setup(host: str, stdout: bool, file: str, level: str) -> None:
-    """Send events and diagnostics to stdout and/or a file (reopened after logrotate moves it)."""
+class EventFileHandler(logging.handlers.WatchedFileHandler):
+    """The event file: reopened when logrotate moves it (no signal needed), and created with the
+    configured mode and group every time (``log.file_mode``, ``log.file_group``), so that an admin
+    in that group can read it whatever the process umask."""
+
+    def __init__(self, filename: str, mode: int, group: str):
+        self.file_mode = mode
+        self.file_gid = grp.getgrnam(group).gr_gid if group else -1
+        super().__init__(filename, encoding="utf-8")
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self.file_mode)
+        try:
+            st = os.fstat(fd)
+            if st.st_mode & 0o7777 != self.file_mode and st.st_uid == os.geteuid():
+                os.fchmod(fd, self.file_mode)
+            if self.file_gid >= 0 and st.st_gid != self.file_gid:
+                os.fchown(fd, -1, self.file_gid)
+        except OSError:
+            os.close(fd)
+            raise
+        return open(fd, "a", encoding="utf-8")
+
+
+def setup(
+    host: str, stdout: bool, file: str, level: str, file_mode: int = 0o640, file_group: str = ""
+) -> None:
+    """Send events and diagnostics to stdout and/or a file. Called at start-up and on every
+    reload: the new handlers replace the old ones in one assignment (no line is lost between), and
+    the old ones are closed after (which also reopens the file)."""
     fmt = JsonFormatter(host)
     handlers: list[logging.Handler] = []
     if stdout:
-        handlers.append(_BinaryStreamHandler(sys.stdout))
+        handlers.append(_BinaryStreamHandler(sys.stdout, journal=systemd.journal_stream(sys.stdout)))
     if file:
-        handlers.append(logging.handlers.WatchedFileHandler(file, encoding="utf-8"))
-    root = logging.getLogger("mailpolicy")
-    for h in list(root.handlers):
-        root.removeHandler(h)
-        h.close()
+        handlers.append(EventFileHandler(file, file_mode, file_group))
     for h in handlers:
         h.setFormatter(fmt)
-        root.addHandler(h)
     if not handlers:
-        root.addHandler(logging.NullHandler())
+        handlers.append(logging.NullHandler())
+    root = logging.getLogger("mailpolicy")
+    old = root.handlers
+    root.handlers = handlers
     root.setLevel(level.upper())
     root.propagate = False
     # Events are always written, whatever the diagnostics level.
     EVENTS.setLevel(logging.INFO)
+    for h in old:
+        h.close()
+
+
+def reopen() -> None:
+    """Reopen the event file (a reload with unchanged log settings): closing a file handler makes
+    it open the file again at the next line."""
+    for h in logging.getLogger("mailpolicy").handlers:
+        if isinstance(h, EventFileHandler):
+            h.acquire()
+            try:
+                h.close()
+            finally:
+                h.release()
 
 
 def emit(record: dict[str, Any]) -> None:

@@ -51,6 +51,12 @@ class Reply:
                 f"not an SMTP reply: {value!r} (expected e.g. '550 5.7.1 text', code 4xx or 5xx)"
             )
         code, xclass, xsub, xdet, text = m.groups()
+        if xclass is None:
+            # RFC 3463: Postfix advertises ENHANCEDSTATUSCODES, so clients expect one in every reply.
+            raise ValueError(
+                f"{value!r} has no enhanced status code: write it as 'CODE X.Y.Z text', e.g. "
+                f"'{code} {code[0]}.7.1 {text or 'text'}'"
+            )
         if xclass is not None and xclass != code[0]:
             raise ValueError(f"enhanced code {xclass}.{xsub}.{xdet} does not match reply code {code}")
         text = text or ""

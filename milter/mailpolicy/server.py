@@ -20,9 +20,9 @@ import subprocess
 import Milter
 from prometheus_client import start_http_server
 
-from mailpolicy import __version__, adapter, dns, events
+from mailpolicy import __version__, adapter, dns, events, systemd
 from mailpolicy.config import Config
-from mailpolicy.session import setup_of
+from mailpolicy.runtime import Runtime, Signals, run_milter
 
 log = logging.getLogger("mailpolicy.server")
 
@@ -144,11 +144,31 @@ def socket_in_use(path: str) -> bool:
 RUNTIME_PARENTS = ("/run", "/var/run")
 
 
+_WILDCARDS = ("0.0.0.0", "::", "*", "")
+
+
+def _group_allowed(group: str) -> bool:
+    """Whether this process may give its files ``group`` (root, or a member of it)."""
+    if os.geteuid() == 0:
+        return True
+    gid = grp.getgrnam(group).gr_gid
+    return gid == os.getegid() or gid in os.getgroups()
+
+
+def _host_problem(host: str, port: int) -> str | None:
+    """Why ``host`` cannot be bound (it does not resolve), or None."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        return f"host {host!r} does not resolve ({exc})"
+    return None
+
+
 def preflight(config: Config, starting: bool = True) -> tuple[list[str], list[str]]:
     """Every problem with this host that would make ``run`` refuse to start, as ``key: problem``,
-    and notes. With ``starting=False`` (check-config) a running instance is not a problem (the
-    admin checks the file before a reload), and a missing socket directory directly under /run is a
-    note: systemd's RuntimeDirectory= creates it when the service starts."""
+    and notices (``warning: ...`` or ``note: ...``). With ``starting=False`` (check-config) a running
+    instance is not a problem (the admin checks the file before a reload), and a missing socket
+    directory directly under /run is a note: systemd's RuntimeDirectory= creates it at start."""
     problems: list[str] = []
     notes: list[str] = []
     m = config.milter
@@ -156,17 +176,42 @@ def preflight(config: Config, starting: bool = True) -> tuple[list[str], list[st
         why = _writable_file(config.log.file)
         if why:
             problems.append(f"log.file: {why}")
+        group = config.log.file_group
+        if group and not _group_allowed(group):
+            problems.append(
+                f"log.file_group: this process (uid {os.geteuid()}) is not in group {group!r}, so it "
+                f"cannot give the event file that group (add it to SupplementaryGroups= in the unit)"
+            )
+    if config.metrics.listen:
+        host, port = config.metrics.listen
+        why = _host_problem(host, port)
+        if why:
+            problems.append(f"metrics.listen: {why}")
+        elif host in _WILDCARDS:
+            notes.append(
+                f"warning: metrics.listen: {host or '*'}:{port} listens on every address; the metrics "
+                f"show your mail flow to anyone who can reach it (prefer 127.0.0.1 or a firewall)"
+            )
     path = unix_path(m.socket)
     if path is not None:
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
             msg = f"milter.socket: directory {directory} does not exist"
             if not starting and os.path.dirname(directory) in RUNTIME_PARENTS:
-                notes.append(f"{msg} yet (systemd's RuntimeDirectory= creates it when the service starts)")
+                notes.append(
+                    f"note: {msg} yet (systemd's RuntimeDirectory= creates it when the service starts)"
+                )
             else:
                 problems.append(msg)
         elif starting and os.path.exists(path) and socket_in_use(path):
             problems.append(f"milter.socket: {path} is in use by a running process (another mailpolicy?)")
+    else:
+        _port, _, host = m.socket.partition(":")[2].partition("@")
+        if host in _WILDCARDS:
+            notes.append(
+                f"warning: milter.socket: {m.socket} accepts milter connections on every address: "
+                f"anyone who can reach it can drive the milter (prefer a unix socket, or 127.0.0.1)"
+            )
     try:
         resolver_servers(config)
     except StartupError as exc:
@@ -208,16 +253,19 @@ def postfix_header_limit() -> int | None:
         return None
 
 
-def serve(config: Config) -> None:
-    """Run until SIGTERM/SIGINT. Raises StartupError on anything that prevents a safe start."""
-    problems, _notes = preflight(config)
+def serve(config: Config, path: str, config_hash: str = "") -> int:
+    """Run until SIGTERM/SIGINT, reloading on SIGHUP; returns the exit status. Raises StartupError
+    on anything that prevents a safe start."""
+    problems, notes = preflight(config)
     if problems:
         raise StartupError(*problems)
-    m = config.milter
+    m, lc = config.milter, config.log
     try:
-        events.setup(m.hostname, config.log.stdout, config.log.file, config.log.level)
+        events.setup(m.hostname, lc.stdout, lc.file, lc.level, lc.file_mode, lc.file_group)
     except OSError as exc:
-        raise StartupError(f"log.file: cannot open {config.log.file}: {exc.strerror}") from None
+        raise StartupError(f"log.file: cannot open {lc.file}: {exc.strerror}") from None
+    for note in notes:
+        log.warning("%s", note)
     if config.metrics.listen:
         host, port = config.metrics.listen
         try:
@@ -226,7 +274,8 @@ def serve(config: Config) -> None:
             raise StartupError(f"metrics.listen: cannot listen on {host}:{port}: {exc.strerror}") from None
 
     setup_dns(config)
-    adapter.register(m.name, setup_of(config))
+    runtime = Runtime(path, config, config_hash, lambda c: preflight(c, starting=False)[0], setup_dns)
+    adapter.register(m.name, runtime.current)
     milter.setconn(m.socket)
     milter.settimeout(m.timeout)
     old = raise_max_data_size()
@@ -248,7 +297,7 @@ def serve(config: Config) -> None:
             limit - 1024,
         )
 
-    path = unix_path(m.socket)
+    socket_path = unix_path(m.socket)
     old_umask = os.umask(0o177)  # never let the socket exist with looser permissions than configured
     try:
         milter.opensocket(True)
@@ -256,15 +305,31 @@ def serve(config: Config) -> None:
         raise StartupError(f"milter.socket: cannot open {m.socket}: {exc}") from None
     finally:
         os.umask(old_umask)
-    if path is not None:
-        secure_socket(path, m.socket_group, m.socket_mode, m.client_user)
+    if socket_path is not None:
+        secure_socket(socket_path, m.socket_group, m.socket_mode, m.client_user)
 
+    signals = Signals(runtime, milter.stop)
+    signals.install()
+    worker, errors = run_milter(milter.main)
+    modes = ", ".join(f"{p.name}={p.mode.value}" for p in config.policies.values())
     log.info(
-        "mailpolicy %s listening on %s; policies: %s",
+        "mailpolicy %s listening on %s; configuration %s; policies: %s",
         __version__,
         m.socket,
-        ", ".join(f"{p.name}={p.mode.value}" for p in config.policies.values()),
-        extra={"path": path},
+        config_hash,
+        modes,
+        extra={"path": socket_path},
     )
-    milter.main()
+    # The socket is listening (connections queue in its backlog) and its permissions were checked.
+    systemd.ready(f"listening on {m.socket}; configuration {config_hash}; {modes}")
+    signals.wait(worker)
+    if errors:
+        log.error("libmilter stopped with an error: %s", errors[0])
+        return 1
+    if not signals.stopping:
+        # libmilter stopped by itself: a signal reached its own signal thread. Exit non-zero so
+        # that the service manager starts it again.
+        log.error("libmilter stopped without being asked to (a signal reached its signal thread)")
+        return 1
     log.info("mailpolicy stopped")
+    return 0

@@ -110,15 +110,17 @@ class Setup:
     mail_checks: tuple[tuple[CheckSpec, PolicyConfig], ...] = ()
     eom_checks: tuple[tuple[CheckSpec, PolicyConfig], ...] = ()
     auth_active: bool = False
+    config_hash: str = ""  # of the configuration file, recorded in every transaction event
 
     @classmethod
-    def from_config(cls, config: Config) -> Setup:
+    def from_config(cls, config: Config, config_hash: str = "") -> Setup:
         active = [(CHECKS[p.name], p) for p in config.active()]
         return cls(
             config=config,
             mail_checks=tuple((s, p) for s, p in active if s.stage is Stage.MAIL),
             eom_checks=tuple((s, p) for s, p in active if s.stage is Stage.EOM),
             auth_active=config.auth_active,
+            config_hash=config_hash,
         )
 
     @property

@@ -9,6 +9,7 @@ import pytest
 
 from mailpolicy import config
 from mailpolicy.model import Action, Mode, Reply
+from support.stack import free_port
 
 REFERENCE = Path(__file__).resolve().parents[2] / "config" / "mailpolicy.toml"
 
@@ -77,12 +78,14 @@ def test_every_error_is_reported_with_its_key_path() -> None:
         "metrics.listen",
         "policies.nope",
         "policies.require_starttls.mode",
-        "policies.require_starttls.exempt_networks",
+        "policies.require_starttls.exempt_networks[0]",
+        "policies.require_starttls.exempt_networks[1]",
         "policies.require_starttls.reply",
-        "policies.tls_min_version.exempt_recipients",
+        "policies.tls_min_version.exempt_recipients[0]",
         "policies.tls_min_version.min_version",
     ]
     assert any("10.0.0.1/8" in e and "host bits" in e for e in errs)
+    assert any("2001:db8::/129" in e for e in errs)  # every bad item, not only the first
     assert any("no such group 'no-such-group-xyz'" in e for e in errs)
 
 
@@ -219,3 +222,49 @@ def test_check_config_notes_a_runtime_socket_directory(tmp_path: Path) -> None:
 def test_version_flag() -> None:
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("mailpolicy ")
+
+
+def test_more_problems_check_config_names(tmp_path: Path) -> None:
+    cases = {
+        '[dns]\nnameservers = ["::1:53"]\n': "dns.nameservers[0]: '::1:53' is ambiguous: write '[::1]:53'",
+        '[policies.require_starttls]\nreply = "530 Must use TLS"\n': (
+            "policies.require_starttls.reply: '530 Must use TLS' has no enhanced status code"
+        ),
+        '[log]\nfile_mode = "0666"\n': "log.file_mode: must not let everybody write",
+    }
+    for i, (body, expected) in enumerate(cases.items()):
+        path = tmp_path / f"c{i}.toml"
+        path.write_text(f'[metrics]\nlisten = ""\n{body}')
+        checked = run_cli("check-config", str(path))
+        assert checked.returncode == 1 and expected in checked.stderr, (body, checked.stderr)
+
+
+def test_wildcard_listeners_are_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[milter]\nsocket = "inet:{free_port()}"\n[metrics]\nlisten = "0.0.0.0:{free_port()}"\n'
+        '[dns]\nnameservers = ["127.0.0.1"]\n'
+    )
+    checked = run_cli("check-config", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert "warning:" in checked.stderr and "metrics.listen: 0.0.0.0:" in checked.stderr
+    assert (
+        "milter.socket: inet:" in checked.stderr
+        and "accepts milter connections on every address" in checked.stderr
+    )
+
+
+def test_a_metrics_host_that_does_not_resolve_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from mailpolicy.server import preflight
+
+    def no_such_host(*a: object, **kw: object) -> object:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)  # never the system resolver in tests
+    cfg = config.parse({"metrics": {"listen": "metrics.invalid:9469"}, "dns": {"nameservers": ["127.0.0.1"]}})
+    problems, _ = preflight(cfg, starting=False)
+    assert problems == [
+        "metrics.listen: host 'metrics.invalid' does not resolve ([Errno -2] Name or service not known)"
+    ]

@@ -81,7 +81,8 @@ def test_all_errors_with_key_paths() -> None:
     )
     joined = "\n".join(errs)
     for path in (
-        "dns.nameservers: item 0",
+        "dns.nameservers[0]:",
+        "dns.nameservers[1]:",
         "dns.timeout:",
         "dns.cache_size:",
         "dns.retries: unknown key",
@@ -97,7 +98,7 @@ def test_all_errors_with_key_paths() -> None:
     ):
         assert path in joined, path
     assert "policies.spf.softfail" not in joined and "policies.spf.temperror" not in joined
-    assert len(errs) == 13
+    assert len(errs) == 14
 
 
 def test_reply_classes_are_checked() -> None:

@@ -73,8 +73,8 @@ class CapturingMilter(MilterProcess):
     """MilterProcess with its standard output captured to a file (``log.stdout = true`` is the
     second sink under test)."""
 
-    def start(self, capture_stdout: bool = True) -> CapturingMilter:
-        super().start(capture_stdout=True)
+    def start(self, capture_stdout: bool = True, env: dict[str, str] | None = None) -> CapturingMilter:
+        super().start(capture_stdout=True, env=env)
         return self
 
     def alive(self) -> bool:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -114,13 +115,19 @@ class MilterProcess:
         self.stderr_path = workdir / "milter.stderr"
         self.stdout_path = workdir / "milter.stdout"
 
-    def start(self, capture_stdout: bool = False) -> MilterProcess:
-        """Start the process; its standard output is discarded, or kept in ``stdout_path``."""
+    def start(self, capture_stdout: bool = False, env: dict[str, str] | None = None) -> MilterProcess:
+        """Start the process; its standard output is discarded, or kept in ``stdout_path``;
+        ``env`` is added to the environment (NOTIFY_SOCKET, JOURNAL_STREAM, ...)."""
         with self.stderr_path.open("wb") as stderr, self.stdout_path.open("wb") as stdout:
+            extra = dict(env or {})
+            if extra.get("JOURNAL_STREAM") == "stdout":  # the device and inode of the stdout file
+                st = os.fstat(stdout.fileno())
+                extra["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mailpolicy", "run", "--config", str(self.config_path)],
                 stdout=stdout if capture_stdout else subprocess.DEVNULL,
                 stderr=stderr,
+                env={**os.environ, **extra},
             )
 
         def ready() -> bool:
@@ -150,6 +157,22 @@ class MilterProcess:
             return True
         except OSError:
             return False
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Rewrite the configuration file with ``config`` merged into it (tables merged key by
+        key, at every level), for a reload."""
+
+        def merge(into: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+            out = dict(into)
+            for k, v in new.items():
+                out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+            return out
+
+        self.config_path.write_text(to_toml(merge(tomllib.loads(self.config_path.read_text()), config)))
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
