@@ -40,8 +40,12 @@ log = logging.getLogger("mailpolicy.adapter")
 # client sending MAIL right after STARTTLS without a second EHLO is still seen as encrypted, the
 # SASL login for the "authenticated" exemption, and the client address in case the connect
 # callback could not deliver it.
-MAIL_MACROS = " ".join((*TLS_MACROS, "{auth_type}", "{auth_authen}", "{mail_addr}", "{client_addr}"))
-_MAIL_READ = (*TLS_MACROS, "{auth_authen}", "{client_addr}")
+# The macro lists mailpolicy asks the MTA for; each replaces the MTA's own list for that stage.
+# The queue id "i" must be in the MAIL list: Sendmail sends it only there (Postfix from the second
+# RCPT on), and with our list replacing Sendmail's it would otherwise never arrive.
+HELO_MACROS = " ".join(TLS_MACROS)
+MAIL_MACROS = " ".join(("i", *TLS_MACROS, "{auth_type}", "{auth_authen}", "{mail_addr}", "{client_addr}"))
+_MAIL_READ = ("i", *TLS_MACROS, "{auth_authen}", "{client_addr}")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,10 +116,11 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         # pymilter 1.0.5's setsymlist passes bytes and silently fails on Python 3: call the
         # context directly with a str (see ../shared/postfix-milter-facts.md).
         if self._actions & Milter.SETSYMLIST:
-            try:
-                self._ctx.setsymlist(Milter.M_ENVFROM, MAIL_MACROS)
-            except Exception:
-                log.warning("MTA refused the MAIL macro list; TLS facts come from HELO only", exc_info=True)
+            for stage, names in ((Milter.M_HELO, HELO_MACROS), (Milter.M_ENVFROM, MAIL_MACROS)):
+                try:
+                    self._ctx.setsymlist(stage, names)
+                except Exception:
+                    log.warning("MTA refused a macro list; its own list applies", exc_info=True)
         needs_message = self.session.setup().needs_message
         if not needs_message:
             opts[1] |= offered & (Milter.P_NOHDRS | Milter.P_NOBODY | Milter.P_NOEOH)

@@ -128,7 +128,7 @@ def set_policy_modes(modes: dict[str, str]) -> None:
 UNREADABLE_INPUTS = Counter(
     "mailpolicy_unreadable_inputs",
     "Inputs the MTA sent that could not be read as text (not UTF-8), by input: client_name, helo, "
-    "daemon_name, tls_version, cipher, cipher_bits, cert_subject, cert_issuer, auth_authen, "
+    "daemon_name, tls_version, cipher, cipher_bits, cert_subject, cert_issuer, verify, auth_authen, "
     "header_name, other; the checks still ran on what was known",
     ["input"],
 )
@@ -142,6 +142,7 @@ UNREADABLE_NAMES = frozenset(
         "cipher_bits",
         "cert_subject",
         "cert_issuer",
+        "verify",
         "auth_authen",
         "header_name",
     )

@@ -210,6 +210,7 @@ class Session:
         txn = Transaction(conn=c, index=c.transactions, setup=setup)
         c.current = txn
         txn.mail_from = _sender(sender)
+        txn.queue_id = macro_text(macros.get("i"), 32)  # Sendmail sends it here, Postfix later
         if c.client_ip is None:  # connect gave no usable address: the MTA's {client_addr}
             addr = macros.get("{client_addr}")
             if isinstance(addr, str) and parse_ip(addr) is not None:

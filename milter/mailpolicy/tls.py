@@ -1,5 +1,11 @@
 """Parse the TLS macros an MTA sends ({tls_version}, {cipher}, {cipher_bits}, {cert_subject},
-{cert_issuer}) into a defined record. Garbage never raises: it becomes ``"unknown"`` or None."""
+{cert_issuer}, {verify}) into a defined record. Garbage never raises: it becomes ``"unknown"`` or
+None.
+
+The certificate fields mean the same under both MTAs: a *verified* client certificate, else None.
+Postfix sends {cert_subject}/{cert_issuer} only for a verified certificate (the CN) and no {verify}.
+Sendmail sends them for any certificate the client shows, as the full DN in OpenSSL's slash form,
+xtext-encoded (``+20`` is a space), and says in {verify} whether it verified (``OK``)."""
 
 from __future__ import annotations
 
@@ -7,10 +13,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-TLS_MACROS = ("{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}")
+TLS_MACROS = ("{tls_version}", "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}", "{verify}")
 UNKNOWN = "unknown"
 _VERSION_RE = re.compile(r"^(TLS|SSL)v?([0-9])(?:\.([0-9]))?$", re.IGNORECASE)
 _MAX_LEN = 256
+_XTEXT_RE = re.compile(r"\+([0-9A-Fa-f]{2})")
 
 
 def clean(value: object, limit: int = _MAX_LEN) -> str | None:
@@ -86,16 +93,39 @@ def _bits(raw: str | None) -> int | None:
     return int(raw)
 
 
+def xtext_decode(text: str) -> str:
+    """RFC 3461 xtext (``+HH`` is the byte 0xHH), as Sendmail encodes certificate DNs; bytes that
+    are not UTF-8 become U+FFFD. Anything that is not a valid ``+HH`` stays as it is."""
+    if "+" not in text:
+        return text
+    out = bytearray()
+    pos = 0
+    for m in _XTEXT_RE.finditer(text):
+        out += text[pos : m.start()].encode("utf-8", "replace")
+        out.append(int(m.group(1), 16))
+        pos = m.end()
+    out += text[pos:].encode("utf-8", "replace")
+    return out.decode("utf-8", "replace")
+
+
 def from_macros(get: Callable[[str], object]) -> TlsInfo | None:
     """TLS facts from macro values, or None when the macros say the session is plaintext."""
     version = normalize_version(clean(get("{tls_version}")))
     cipher = clean(get("{cipher}"), 128)
     if version is None and cipher is None:
         return None
+    subject = clean(get("{cert_subject}"), 4 * _MAX_LEN)
+    issuer = clean(get("{cert_issuer}"), 4 * _MAX_LEN)
+    verify = clean(get("{verify}"), 32)
+    if verify is not None:  # Sendmail: a certificate counts only if it verified; DNs are xtext
+        if verify != "OK":
+            subject = issuer = None
+        subject = clean(xtext_decode(subject)) if subject else None
+        issuer = clean(xtext_decode(issuer)) if issuer else None
     return TlsInfo(
         version=version or UNKNOWN,
         cipher=cipher,
         bits=_bits(clean(get("{cipher_bits}"), 16)),
-        cert_subject=clean(get("{cert_subject}")),
-        cert_issuer=clean(get("{cert_issuer}")),
+        cert_subject=clean(subject),
+        cert_issuer=clean(issuer),
     )

@@ -590,3 +590,24 @@ def test_a_header_builder_failure_still_gives_one_header(
     connect(s, ip="198.51.100.7")
     _, _, eom = send(s, b"<b@attacker.example>", message(from_="ceo@victim.example"))
     assert eom is not None and ar_values(eom) == [f"{AUTHSERV}; dmarc=fail"]
+
+
+def test_queue_id_from_mail_macros_as_sendmail_sends_it(emitted: list[dict[str, Any]]) -> None:
+    """Sendmail sends the queue id only at MAIL (Postfix from the second RCPT on): a transaction
+    refused at MAIL and one that goes on both carry it; a later value (Postfix at EOM) wins."""
+    s = session(auth={"enabled": False}, policies={"require_starttls": {"mode": "enforce"}})
+    connect(s)
+    r = s.mail(b"<a@good.example>", [], {"i": "6B1Ma3VY015101"})
+    assert r.action is Action.REJECT
+    assert (emitted[-1]["queue_id"], emitted[-1]["stage"]) == ("6B1Ma3VY015101", "mail")
+    s.helo("mail.good.example", {"{tls_version}": "TLSv1.3", "{cipher}": "TLS_AES_128_GCM_SHA256"})
+    assert s.mail(b"<a@good.example>", [], {"i": "6B1Ma3Vb015101"}) == Response()
+    assert s.rcpt(b"<bob@example.net>", [], {}) == Response()
+    s.end_of_headers()
+    assert s.eom({}).response == Response()
+    assert (emitted[-1]["queue_id"], emitted[-1]["outcome"]) == ("6B1Ma3Vb015101", "accepted")
+    assert s.mail(b"<a@good.example>", [], {}) == Response()
+    s.rcpt(b"<bob@example.net>", [], {})
+    s.end_of_headers()
+    s.eom({"i": "B3F8020E4D2"})
+    assert emitted[-1]["queue_id"] == "B3F8020E4D2"

@@ -102,3 +102,67 @@ def test_clean_matches_the_per_character_rule() -> None:
     for value in samples:
         for limit in (256, 8, 1):
             assert clean(value, limit) == ref(value, limit), (value, limit)
+
+
+@pytest.mark.parametrize(
+    "raw,decoded",
+    [
+        ("/C=XX/O=Client+20Org,+20Inc./CN=a.example", "/C=XX/O=Client Org, Inc./CN=a.example"),
+        ("/O=A\\+2BB", "/O=A\\+B"),  # OpenSSL's escaped "+", xtext-encoded
+        ("/CN=caf+C3+A9", "/CN=caf\u00e9"),  # UTF-8 bytes
+        ("/CN=bad+FF+FE", "/CN=bad\ufffd\ufffd"),  # not UTF-8
+        ("/CN=+2", "/CN=+2"),  # truncated escape stays
+        ("/CN=+GG+", "/CN=+GG+"),
+        ("no escapes", "no escapes"),
+    ],
+)
+def test_xtext_decode(raw: str, decoded: str) -> None:
+    from mailpolicy.tls import xtext_decode
+
+    assert xtext_decode(raw) == decoded
+
+
+def sendmail_tls(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "tls_version": "TLSv1.3",
+        "cipher": "TLS_AES_256_GCM_SHA384",
+        "cipher_bits": "256",
+    }
+    return base | kw
+
+
+def test_sendmail_verified_certificate_is_decoded() -> None:
+    t = from_macros(
+        macros(
+            **sendmail_tls(
+                verify="OK", cert_subject="/O=Client+20Org/CN=c.example", cert_issuer="/CN=Test+20CA"
+            )
+        )
+    )
+    assert t is not None
+    assert (t.cert_subject, t.cert_issuer) == ("/O=Client Org/CN=c.example", "/CN=Test CA")
+
+
+@pytest.mark.parametrize("verify", ["FAIL", "NO", "NONE", "TEMP", "PROTOCOL", "SOFTWARE", "ok", "garbage"])
+def test_sendmail_certificate_that_did_not_verify_is_not_recorded(verify: str) -> None:
+    """Sendmail sends the DN of any certificate the client shows; the record keeps only a verified
+    one (``{verify}`` exactly ``OK``), as Postfix does: the field means the same under both MTAs."""
+    t = from_macros(macros(**sendmail_tls(verify=verify, cert_subject="/CN=rogue", cert_issuer="/CN=rogue")))
+    assert t is not None and t.version == "TLSv1.3"
+    assert (t.cert_subject, t.cert_issuer) == (None, None)
+
+
+def test_sendmail_empty_certificate_macros_and_decoded_control_characters() -> None:
+    t = from_macros(macros(**sendmail_tls(verify="NO", cert_subject="", cert_issuer="")))
+    assert t is not None and (t.cert_subject, t.cert_issuer) == (None, None)
+    t = from_macros(
+        macros(**sendmail_tls(verify="OK", cert_subject="/CN=x+0D+0AInjected:+20yes" + "+41" * 400))
+    )
+    assert t is not None and t.cert_subject is not None
+    assert t.cert_subject.startswith("/CN=x??Injected: yesAAA") and len(t.cert_subject) == 256
+
+
+def test_postfix_certificate_is_kept_as_sent() -> None:
+    """No {verify} (Postfix): the CN is recorded as sent, a "+HH" in it is not xtext."""
+    t = from_macros(macros(tls_version="TLSv1.2", cipher="X", cert_subject="a+20b.example", cert_issuer="CA"))
+    assert t is not None and (t.cert_subject, t.cert_issuer) == ("a+20b.example", "CA")

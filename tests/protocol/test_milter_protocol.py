@@ -26,7 +26,17 @@ def test_socket_has_configured_group_and_mode(milter_proc: MilterProcess) -> Non
 
 def test_negotiation_asks_for_tls_macros_at_mail_and_skips_the_message(milter_proc: MilterProcess) -> None:
     c = MilterClient(milter_proc.socket)
-    assert "{tls_version}" in c.symlists[2] and "{auth_authen}" in c.symlists[2]
+    # MAIL (2): the queue id first (Sendmail sends it only there), TLS, {verify}, AUTH; HELO (1): TLS.
+    assert c.symlists[2].split()[0] == "i"
+    assert {"{tls_version}", "{verify}", "{auth_authen}", "{client_addr}"} <= set(c.symlists[2].split())
+    assert set(c.symlists[1].split()) == {
+        "{tls_version}",
+        "{cipher}",
+        "{cipher_bits}",
+        "{cert_subject}",
+        "{cert_issuer}",
+        "{verify}",
+    }
     assert c.protocol & NOHDRS and c.protocol & NOBODY
     c.quit()
 
