@@ -5,9 +5,19 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := postfix libmilter-dev swaks libnet-ssleay-perl openssl prometheus chromium python3-venv python3-dev gcc libc6-dev
+# The Sendmail tests (tests/e2e/test_sendmail.py) run the sendmail binary unpacked from the Debian
+# packages (sendmail-bin conflicts with postfix, so it is never installed): these are the libraries it
+# links (ldd), m4 to build its sendmail.cf, and mount for the bind mounts in its private namespace.
+APT_PACKAGES += libwrap0 libdb5.3 libldap-2.5-0 libnsl2 libsasl2-2 libssl3 m4 mount
+SENDMAIL_CACHE := .cache/sendmail
+# man and groff render the man page in tests/mailpolicy/test_manpage.py (`man --warnings -l`).
+APT_PACKAGES += man-db groff-base
+# logrotate runs the shipped contrib/logrotate/mailpolicy (tests/protocol/test_logrotate.py);
+# systemd-analyze verifies the shipped unit (tests/test_systemd_unit.py).
+APT_PACKAGES += logrotate systemd
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: deps venv lint test unit demo bench clean
+.PHONY: deps venv lint test unit demo bench clean sendmail
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -21,15 +31,28 @@ deps:
 $(PY):
 	python3 -m venv $(VENV)
 
+# sendmail-bin and sendmail-cf downloaded (not installed) and unpacked into $(SENDMAIL_CACHE)/root,
+# once: the stamp file is written last, so an interrupted run starts over.
+sendmail: deps $(SENDMAIL_CACHE)/root/.unpacked
+
+$(SENDMAIL_CACHE)/root/.unpacked:
+	rm -rf $(SENDMAIL_CACHE) && mkdir -p $(SENDMAIL_CACHE)/debs
+	cd $(SENDMAIL_CACHE)/debs && { apt-get download -qq -o APT::Sandbox::User=root sendmail-bin sendmail-cf \
+	  || { apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root sendmail-bin sendmail-cf; }; }
+	for deb in $(SENDMAIL_CACHE)/debs/*.deb; do dpkg-deb -x $$deb $(SENDMAIL_CACHE)/root || exit 1; done
+	test -x $(SENDMAIL_CACHE)/root/usr/libexec/sendmail/sendmail
+	test -f $(SENDMAIL_CACHE)/root/usr/share/sendmail/cf/m4/cf.m4
+	touch $@
+
 venv: deps $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 
 lint: venv
-	$(VENV)/bin/ruff check milter tests bench
-	$(VENV)/bin/ruff format --check milter tests bench
+	$(VENV)/bin/ruff check milter tests bench setup.py
+	$(VENV)/bin/ruff format --check milter tests bench setup.py
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint sendmail
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The fast tier only (no Postfix, no milter process).
@@ -42,5 +65,11 @@ demo: venv
 bench: venv
 	$(PY) bench/throughput.py
 
+# mailpolicy(1) rendered from the argparse definitions (wheels get it from setup.py's build_man step);
+# read it with `man -l build/man/mailpolicy.1`.
+.PHONY: man
+man: venv
+	$(PY) -m mailpolicy.manpage build/man/mailpolicy.1
+
 clean:
-	rm -rf $(VENV) artifacts .mypy_cache .ruff_cache
+	rm -rf $(VENV) artifacts .mypy_cache .ruff_cache .cache
