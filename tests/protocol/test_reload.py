@@ -205,3 +205,12 @@ def test_sigterm_stops_gracefully_with_status_0(milter: tuple[MilterProcess, Not
     assert m.proc.wait(20) == 0
     print(f"stopped {time.monotonic() - t0:.1f} s after SIGTERM")
     assert any(line.get("msg") == "mailpolicy stopped" for line in m.lines())
+
+
+def test_reload_applies_dns_settings(milter: tuple[MilterProcess, NotifySocket]) -> None:
+    m, notify = milter
+    notify.wait("READY")
+    m.write_config({"dns": {"nameservers": ["127.0.0.1:5399"], "timeout": 0.5}})
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: m.metric("mailpolicy_config_reloads_total", result="ok") >= 1, 10, "a reload")
+    assert any(line.get("msg") == "DNS: 127.0.0.1:5399" for line in m.lines())
