@@ -19,8 +19,8 @@ def cert_stack() -> Iterator[tuple[Stack, Path, Path]]:
     """Postfix asks for a client certificate and trusts a test CA; yields the stack and a client
     certificate (CN=client.sender.example) signed by that CA."""
     pki = make_workdir("mailpolicy-pki-")
-    ca = make_cert(pki, "Test Client CA", "ca-")
-    key, cert = make_cert(pki, "client.sender.example", "client-", ca)
+    ca = make_cert(pki, "/CN=Test Client CA", "ca-")
+    key, cert = make_cert(pki, "/CN=client.sender.example", "client-", ca)
     try:
         with running(postfix_main={"smtpd_tls_ask_ccert": "yes", "smtpd_tls_CAfile": str(ca[1])}) as stack:
             yield stack, cert, key

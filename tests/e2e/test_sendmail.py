@@ -17,14 +17,15 @@ import email.policy
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from support.dkimkeys import ed25519_key, sign
 from support.dnsserver import DnsServer
-from support.sendmail import HOSTNAME, SendmailStack, make_pki_cert
+from support.sendmail import HOSTNAME, SendmailStack
 from support.smtp import Client, tls_context, unique_sender
-from support.stack import Event
+from support.stack import Event, make_cert
 
 pytestmark = pytest.mark.e2e
 
@@ -275,19 +276,28 @@ def test_authentication_results_added_at_the_top_and_forged_ones_removed(sm: Sen
     assert ars.count("other.example; spf=pass smtp.mailfrom=sender.example") == 1
 
 
-def test_verified_client_certificate(sm: SendmailStack) -> None:
-    key, cert = make_pki_cert(sm.pki, CLIENT_DN, "client-", sm.ca)
-    sender = unique_sender("cert")
+def send_with_client_cert(
+    sm: SendmailStack, cert: tuple[Path, Path], version: str, tag: str
+) -> tuple[str, Event]:
+    """One message over STARTTLS showing ``cert`` = (key, certificate); Sendmail's verify result
+    (from its Received header) and our transaction record."""
+    sender = unique_sender(tag)
     msg, mid = body(sender)
     c = Client("127.0.0.1", sm.ports["monitor"])
-    ctx = tls_context("TLSv1.3")
-    ctx.load_cert_chain(str(cert), str(key))
+    ctx = tls_context(version)
+    ctx.load_cert_chain(str(cert[1]), str(cert[0]))
     c.smtp.starttls(context=ctx)
     c.smtp.ehlo(c.helo)
     assert c.send(sender, [RCPT], msg).accepted
     c.quit()
-    assert received_tls(sm.sendmail.find(mid.encode()))[3] == "OK"
+    verify = received_tls(sm.sendmail.find(mid.encode()))[3]
     (t,) = txns(sm, "monitor", sender)
+    return verify, t
+
+
+def test_verified_client_certificate(sm: SendmailStack) -> None:
+    verify, t = send_with_client_cert(sm, make_cert(sm.pki, CLIENT_DN, "client-", sm.ca), "TLSv1.3", "cert")
+    assert verify == "OK"
     # The full DN (Postfix sends the CN only), decoded from Sendmail's xtext.
     assert (t["tls_cert_subject"], t["tls_cert_issuer"]) == (CLIENT_DN, CA_DN)
     cn = conn(sm, "monitor", t["conn_id"])
@@ -299,18 +309,9 @@ def test_client_certificate_that_did_not_verify_is_not_recorded(sm: SendmailStac
     Postfix only for one that verified. mailpolicy asks for {verify} so that the field means a
     verified certificate under both: a self-signed one is null, in the transaction and the
     connection."""
-    key, cert = make_pki_cert(sm.pki, "/O=Rogue/CN=rogue.example", "rogue-")
-    sender = unique_sender("rogue")
-    msg, mid = body(sender)
-    c = Client("127.0.0.1", sm.ports["monitor"])
-    ctx = tls_context("TLSv1.2")
-    ctx.load_cert_chain(str(cert), str(key))
-    c.smtp.starttls(context=ctx)
-    c.smtp.ehlo(c.helo)
-    assert c.send(sender, [RCPT], msg).accepted
-    c.quit()
-    assert received_tls(sm.sendmail.find(mid.encode()))[3] == "FAIL"
-    (t,) = txns(sm, "monitor", sender)
+    rogue = make_cert(sm.pki, "/O=Rogue/CN=rogue.example", "rogue-")
+    verify, t = send_with_client_cert(sm, rogue, "TLSv1.2", "rogue")
+    assert verify == "FAIL"
     assert (t["starttls"], t["tls_version"]) == (True, "TLSv1.2")
     assert (t["tls_cert_subject"], t["tls_cert_issuer"]) == (None, None)
     cn = conn(sm, "monitor", t["conn_id"])

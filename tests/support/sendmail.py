@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.stack import MilterProcess, free_port, make_workdir, wait_for
+from support.stack import MilterProcess, free_port, make_cert, make_workdir, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("MAILPOLICY_SENDMAIL_ROOT", REPO / ".cache" / "sendmail" / "root"))
@@ -149,41 +149,6 @@ class Listener:
     def __post_init__(self) -> None:
         if self.ipv6 and not self.port6:
             self.port6 = free_port("::1")
-
-
-def make_pki_cert(
-    directory: Path, subject: str, name: str, ca: tuple[Path, Path] | None = None
-) -> tuple[Path, Path]:
-    """``{name}key.pem`` (mode 0600) and ``{name}cert.pem`` for ``subject`` (OpenSSL ``/K=V/...``
-    form), self-signed or signed by ``ca`` = (key, certificate). ECDSA P-256: an RSA key takes
-    0.4-2 s to generate on a busy machine."""
-    key, cert = directory / f"{name}key.pem", directory / f"{name}cert.pem"
-    signer = ["-CAkey", str(ca[0]), "-CA", str(ca[1])] if ca else []
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "3650",
-            "-subj",
-            subject,
-            *signer,
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    key.chmod(0o600)
-    return key, cert
 
 
 class Sendmail:
@@ -444,8 +409,8 @@ class SendmailStack:
         self.dir = make_workdir("mailpolicy-sendmail-")
         self.pki = self.dir / "pki"
         self.pki.mkdir(mode=0o755)
-        self.ca = make_pki_cert(self.pki, "/CN=Test Client CA", "ca-")
-        server = make_pki_cert(self.pki, f"/CN={HOSTNAME}", "server-")
+        self.ca = make_cert(self.pki, "/CN=Test Client CA", "ca-")
+        server = make_cert(self.pki, f"/CN={HOSTNAME}", "server-")
         self.milters: dict[str, MilterProcess] = {}
         listeners: list[Listener] = []
         for i, (name, config) in enumerate(configs.items()):
