@@ -44,6 +44,9 @@ from typing import Any
 import dkim as dkimpy
 import dkim.crypto
 import nacl.exceptions
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 from dkim.util import parse_tag_value
 
@@ -64,9 +67,14 @@ HASHES: dict[bytes, Callable[[], Any]] = {
 }
 _B64 = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/")
 _WSP = frozenset(b" \t\r\n\x0b\x0c")  # bytes.strip()'s whitespace, and the \s of a bytes regex
-_B64_OR_WSP = _B64 | _WSP
-_WSP_OR_EQ = _WSP | frozenset(b"=")
 _BTAG_VALUE = _B64 | frozenset(b"=")
+_WSP_BYTES = bytes(sorted(_WSP))
+# Linear regular expressions (no nested or overlapping repetition): in a bytes pattern \s is
+# exactly _WSP.
+_B64_OR_WSP_RUN = re.compile(rb"[\s0-9A-Za-z+/]*")
+_WSP_OR_EQ_TAIL = re.compile(rb"[\s=]*")
+_BTAG_START = re.compile(rb"[;\s]b\s*=")
+_BTAG_RUN = re.compile(rb"[\s0-9A-Za-z+/=]*")
 _DOMAIN_SPECIALS = re.compile(rb"[()<>\[\]:;@\\,]")
 _RUNS = re.compile(rb"[\t ]+")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
@@ -183,15 +191,16 @@ class BodyHash:
 
 
 def _unspace(value: bytes) -> bytes:
-    return bytes(c for c in value if c not in _WSP) if any(c in _WSP for c in value) else value
+    return value.translate(None, _WSP_BYTES)
 
 
 def _b64_shape(value: bytes) -> bool:
-    """dkimpy's ``re.match(rb"[\\s0-9A-Za-z+/]+[\\s=]*$", value)``, in linear time."""
-    j = 0
-    while j < len(value) and value[j] in _B64_OR_WSP:
-        j += 1
-    return j >= 1 and all(c in _WSP_OR_EQ for c in value[j:])
+    """dkimpy's ``re.match(rb"[\\s0-9A-Za-z+/]+[\\s=]*$", value)``, in linear time: the longest
+    run of the first class, then only the second class (a shorter first run cannot help, as the
+    characters it gives back would have to be whitespace, which the second class takes anyway)."""
+    m = _B64_OR_WSP_RUN.match(value)
+    j = m.end() if m else 0
+    return j >= 1 and _WSP_OR_EQ_TAIL.fullmatch(value, j) is not None
 
 
 def check_fields(sig: dict[bytes, bytes], now: float) -> None:
@@ -239,33 +248,18 @@ def check_fields(sig: dict[bytes, bytes], now: float) -> None:
 def strip_b_value(value: bytes) -> bytes:
     """The signature field value with every ``b=`` tag's value removed, as dkimpy's ``RE_BTAG``
     substitution does (``[;\\s]b FWS =`` kept, then greedy units of FWS + one base64 character,
-    then a final line end), in linear time."""
+    then a final line end), in linear time: the units cover the longest run of whitespace and
+    value characters up to its last value character."""
     out = bytearray()
-    i, n = 0, len(value)
     start = 0
-    while i < n:
-        if value[i] in _WSP or value[i] == 59:  # [;\s]
-            j = i + 1
-            if j < n and value[j] == 98:  # "b"
-                k = j + 1
-                while k < n and value[k] in _WSP:
-                    k += 1
-                if k < n and value[k] == 61:  # "="
-                    out += value[start : k + 1]
-                    p = k + 1
-                    while True:
-                        q = p
-                        while q < n and value[q] in _WSP:
-                            q += 1
-                        if q < n and value[q] in _BTAG_VALUE:
-                            p = q + 1
-                        else:
-                            break
-                    if value[p:] in (b"\r\n", b"\n"):
-                        p = n
-                    i = start = p
-                    continue
-        i += 1
+    while (m := _BTAG_START.search(value, start)) is not None:
+        k = m.end()  # just after "="
+        out += value[start:k]
+        run = _BTAG_RUN.match(value, k)
+        p = k + len(value[k : run.end() if run else k].rstrip(_WSP_BYTES))
+        if value[p:] in (b"\r\n", b"\n"):
+            p = len(value)
+        start = p
     out += value[start:]
     return bytes(out)
 
@@ -325,7 +319,7 @@ class _KeyRecord:
 
 _CACHE_SIZE = 1024
 _records: OrderedDict[bytes, _KeyRecord] = OrderedDict()
-_keys: OrderedDict[bytes, tuple[Any, Any, Any, Any]] = OrderedDict()
+_keys: OrderedDict[bytes, tuple[Any, Any, Any, rsa.RSAPublicKey | None]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -375,14 +369,16 @@ def _key_record(txt: bytes) -> _KeyRecord:
     return rec
 
 
-def _public_key(name: bytes, record: bytes) -> tuple[Any, Any, Any, Any]:
-    """dkimpy's ``evaluate_pk`` (ASN.1 parse of the key), cached by record text. Only successes
-    are cached: a failing record raises again each time, with the same message."""
-    hit: tuple[Any, Any, Any, Any] | None = _cached(_keys, record)
+def _public_key(name: bytes, record: bytes) -> tuple[Any, Any, Any, rsa.RSAPublicKey | None]:
+    """dkimpy's ``evaluate_pk`` (ASN.1 parse of the key) and, for RSA, the same key for OpenSSL;
+    cached by record text. Only successes are cached: a failing record raises again each time,
+    with the same message."""
+    hit: tuple[Any, Any, Any, rsa.RSAPublicKey | None] | None = _cached(_keys, record)
     if hit is not None:
         return hit
-    value = tuple(dkimpy.evaluate_pk(name, record))
-    assert len(value) == 4
+    pk, keysize, ktag, _tlsrpt = dkimpy.evaluate_pk(name, record)
+    fast = _openssl_key(pk) if ktag == b"rsa" and pk is not None else None
+    value = (pk, keysize, ktag, fast)
     _remember(_keys, record, value)
     return value
 
@@ -400,8 +396,13 @@ def rsa_key_problem(pk: Any, max_bits: int) -> str | None:
     return None
 
 
-def rsa_verify(digest_hash: Any, signature: bytes, pk: Any) -> bool:
-    """RSASSA-PKCS1-v1_5 verification (dkimpy's EMSA encoding, Python's ``pow``)."""
+_PREHASHED = {"sha1": utils.Prehashed(hashes.SHA1()), "sha256": utils.Prehashed(hashes.SHA256())}
+_PKCS1 = padding.PKCS1v15()
+_FAST_MIN_BITS = 1024  # below this, dkimpy's encoding may not fit: the reference path decides
+
+
+def rsa_verify_reference(digest_hash: Any, signature: bytes, pk: Any) -> bool:
+    """RSASSA-PKCS1-v1_5 verification as dkimpy does it (its EMSA encoding, Python's ``pow``)."""
     n: int = pk["modulus"]
     modlen = (n.bit_length() + 7) // 8
     encoded = dkim.crypto.EMSA_PKCS1_v1_5_encode(digest_hash, modlen)
@@ -409,6 +410,36 @@ def rsa_verify(digest_hash: Any, signature: bytes, pk: Any) -> bool:
     if s >= n:
         return False
     return bytes(encoded) == pow(s, pk["publicExponent"], n).to_bytes(modlen, "big")
+
+
+def _openssl_key(pk: Any) -> rsa.RSAPublicKey | None:
+    """The key for OpenSSL (through ``cryptography``), or None to use the reference path."""
+    n, e = pk["modulus"], pk["publicExponent"]
+    if n.bit_length() < _FAST_MIN_BITS or n % 2 == 0:  # OpenSSL needs an odd modulus
+        return None
+    try:
+        return rsa.RSAPublicNumbers(e, n).public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+
+
+def rsa_verify(digest_hash: Any, signature: bytes, pk: Any, key: rsa.RSAPublicKey | None = None) -> bool:
+    """RSASSA-PKCS1-v1_5 verification with the same answer as :func:`rsa_verify_reference`,
+    through OpenSSL when ``key`` is given (about 7x faster for RSA-2048). dkimpy reads ``b=`` as
+    an integer, so a signature with its leading zero bytes left out is the same signature: it is
+    brought to the modulus length first (OpenSSL requires exactly that length)."""
+    prehashed = _PREHASHED.get(digest_hash.name)
+    if key is None or prehashed is None:
+        return rsa_verify_reference(digest_hash, signature, pk)
+    modlen = (key.key_size + 7) // 8
+    trimmed = signature.lstrip(b"\0")
+    if len(trimmed) > modlen:
+        return False
+    try:
+        key.verify(trimmed.rjust(modlen, b"\0"), digest_hash.digest(), _PKCS1, prehashed)
+    except InvalidSignature:
+        return False
+    return True
 
 
 # ---- the verifier ---------------------------------------------------------------------------
@@ -567,7 +598,7 @@ class Verifier:
             res.reason = f"key too large (over {self.limits.max_key_bits} bits)"
             return res
         try:
-            pk, keysize, ktag, _tlsrpt = _public_key(name, key.record)
+            pk, keysize, ktag, fast_key = _public_key(name, key.record)
         except Exception as exc:
             res.reason = f"bad key: {exc}"[:200]
             return res
@@ -604,7 +635,7 @@ class Verifier:
         h = header_hash(HASHES[alg], sig.relaxed_headers, self.fields, index, include, sig.raw)
         if ktag == b"rsa":
             try:
-                ok = rsa_verify(h, signature, pk)
+                ok = rsa_verify(h, signature, pk, fast_key)
             except dkim.crypto.DigestTooLargeError:
                 res.reason = "digest too large for modulus"
                 return res

@@ -7,6 +7,7 @@ import random
 import re
 import subprocess
 import time
+from typing import Any
 
 import dkim as dkimpy
 import dkim.crypto as dkim_crypto
@@ -244,21 +245,62 @@ def test_key_cache_is_bounded(dns: DnsServer, monkeypatch: pytest.MonkeyPatch) -
     assert len(dkim._records) == 2 and len(dkim._keys) == 2
 
 
-def test_rsa_verify_agrees_with_dkimpy() -> None:
-    """The verification that replaced dkimpy's (int.from_bytes + pow) accepts and refuses exactly
-    what dkimpy's RSASSA_PKCS1_v1_5_verify does, on real signatures and tampered ones."""
+@pytest.mark.parametrize("bits", [1024, 1536, 2048, 4096])
+def test_rsa_verify_agrees_with_dkimpy(bits: int) -> None:
+    """Both of our RSA paths (OpenSSL through cryptography, and the reference: dkimpy's EMSA
+    encoding + pow) accept and refuse exactly what dkimpy's RSASSA_PKCS1_v1_5_verify does, on real
+    signatures and tampered ones: another message, another hash, a flipped bit, a byte cut off,
+    a leading zero added, a signature whose own leading zero byte was left out, s >= n, empty."""
     import hashlib
 
-    key = dkim_crypto.parse_pem_private_key(dkimkeys.rsa_key().private)
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+    pem = dkimkeys.rsa_key(bits).private
+    key = dkim_crypto.parse_pem_private_key(pem)
     pub = {"modulus": key["modulus"], "publicExponent": key["publicExponent"]}
-    rng = random.Random(6376)
-    for i in range(20):
+    fast = dkim._openssl_key(pub)
+    assert fast is not None and fast.key_size == bits
+    private = serialization.load_pem_private_key(pem, None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+
+    def sign(h: Any) -> bytes:
+        alg = hashes.SHA256() if h.name == "sha256" else hashes.SHA1()
+        return private.sign(h.digest(), padding.PKCS1v15(), utils.Prehashed(alg))
+
+    rng = random.Random(6376 + bits)
+    modlen = bits // 8
+    cases: list[tuple[Any, bytes]] = []
+    zero_led = None
+    for i in range(600):  # about one signature in 256 starts with a zero byte
         data = rng.randbytes(rng.randrange(1, 200))
-        sig = bytes(dkim_crypto.RSASSA_PKCS1_v1_5_sign(hashlib.sha256(data), key))
-        variants = [sig, sig[:-1] + bytes([sig[-1] ^ 1]), sig[1:], b"\x00" + sig]
-        for s in variants:
-            for h in (hashlib.sha256(data), hashlib.sha256(data + b"x"), hashlib.sha1(data)):
-                assert dkim.rsa_verify(h, s, pub) == dkim_crypto.RSASSA_PKCS1_v1_5_verify(h, s, pub), i
+        h = hashlib.sha256(data) if i % 3 else hashlib.sha1(data)
+        sig = sign(h)
+        if sig[0] == 0 and zero_led is None:
+            zero_led = (h, sig)
+        if i < 15:
+            other = hashlib.sha1(data) if h.name == "sha256" else hashlib.sha256(data)
+            for s in (sig, sig[:-1] + bytes([sig[-1] ^ 1]), sig[1:], b"\x00" + sig, b"\x01" + sig):
+                cases += [(h, s), (hashlib.sha256(data + b"x"), s), (other, s)]
+    assert zero_led is not None
+    h, sig = zero_led
+    cases += [(h, sig), (h, sig.lstrip(b"\0")), (h, b"\0\0" + sig)]
+    n = pub["modulus"]
+    h = hashlib.sha256(b"x")
+    cases += [(h, b""), (h, n.to_bytes(modlen, "big")), (h, b"\xff" * modlen), (h, b"\x01" * (modlen + 1))]
+    accepted = 0
+    for i, (h, s) in enumerate(cases):
+        want = dkim_crypto.RSASSA_PKCS1_v1_5_verify(h, s, pub)
+        assert dkim.rsa_verify(h, s, pub, fast) == want, (i, h.name, len(s))
+        assert dkim.rsa_verify_reference(h, s, pub) == want, (i, h.name, len(s))
+        accepted += want
+    assert accepted == 15 * 2 + 3  # each signature as made and with a zero added; the zero-led ones
+
+
+def test_small_or_malformed_rsa_keys_take_the_reference_path() -> None:
+    assert dkim._openssl_key({"modulus": (1 << 1023) | 1, "publicExponent": 65537}) is not None
+    assert dkim._openssl_key({"modulus": (1 << 1022) | 1, "publicExponent": 65537}) is None  # 1023 bits
+    assert dkim._openssl_key({"modulus": 1 << 2047, "publicExponent": 65537}) is None  # even modulus
 
 
 @pytest.mark.parametrize(
