@@ -11,13 +11,16 @@ string that still cannot be encoded instead of failing."""
 
 from __future__ import annotations
 
+import contextlib
 import grp
-import json
 import logging
-import logging.handlers
 import os
 import sys
+import threading
+import time
 from typing import IO, Any
+
+import msgspec
 
 from mailpolicy import EVENT_SCHEMA, systemd
 from mailpolicy.model import iso
@@ -25,9 +28,8 @@ from mailpolicy.state import Connection, Transaction
 from mailpolicy.text import to_str
 from mailpolicy.tls import PLAINTEXT_RECORD
 
-EVENTS = logging.getLogger("mailpolicy.event")
 _DIAG_FIELDS = ("conn_id", "queue_id", "callback", "check", "policy", "path", "error", "key")
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
 
 
 # ---- records ----------------------------------------------------------------------------------
@@ -91,6 +93,11 @@ def connection_record(c: Connection, ended: float) -> dict[str, Any]:
 
 
 # ---- encoding and writing ----------------------------------------------------------------------
+#
+# Events do not go through the logging module: a line is encoded once (msgspec) and written with
+# one system call per sink, under one lock, so lines from different connections never interleave.
+# Diagnostics use logging (its levels and exc_info) with one handler that writes through the same
+# sinks. This is the cheap path a busy MX takes twice per message (transaction and connection).
 
 
 def _scrub(value: Any) -> Any:
@@ -98,7 +105,7 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return to_str(value)
     if isinstance(value, dict):
-        return {to_str(k): _scrub(v) for k, v in value.items()}
+        return {to_str(str(k)): _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     if isinstance(value, bytes | bytearray):
@@ -108,11 +115,115 @@ def _scrub(value: Any) -> Any:
 
 def encode(obj: dict[str, Any]) -> bytes:
     """One JSON line as UTF-8 bytes (without the newline); never raises for text content."""
-    line = _ENCODER.encode(obj)
     try:
-        return line.encode("utf-8")
+        return _ENCODER.encode(obj)
     except UnicodeEncodeError:
-        return _ENCODER.encode(_scrub(obj)).encode("utf-8")
+        return _ENCODER.encode(_scrub(obj))
+
+
+class _Sink:
+    def write(self, priority: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _StreamSink(_Sink):
+    """Standard output, as UTF-8 bytes whatever the locale. When it is journald's stream, each line
+    starts with its syslog priority (``<6>`` for events, the level's for diagnostics), which
+    journald reads and strips: ``journalctl -p err`` then shows errors."""
+
+    def __init__(self, stream: IO[str], journal: bool = False):
+        self.stream = stream
+        self.buffer: IO[bytes] | None = getattr(stream, "buffer", None)
+        self.journal = journal
+
+    def write(self, priority: int, data: bytes) -> None:
+        if self.journal:
+            data = b"<%d>" % priority + data
+        if self.buffer is not None:
+            self.buffer.write(data)
+            self.buffer.flush()
+        else:
+            self.stream.write(data.decode("utf-8"))
+            self.stream.flush()
+
+
+class _FileSink(_Sink):
+    """The event file: reopened when logrotate has moved it (checked before every line, no signal
+    needed), and created with the configured mode and group every time (``log.file_mode``,
+    ``log.file_group``), so that an admin in that group can read it whatever the process umask."""
+
+    def __init__(self, path: str, mode: int, group: str):
+        self.path = os.path.abspath(path)
+        self.mode = mode
+        self.gid = grp.getgrnam(group).gr_gid if group else -1
+        self.fd = -1
+        self.identity = (0, 0)
+        self._open()
+
+    def _open(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self.mode)
+        try:
+            st = os.fstat(fd)
+            if st.st_mode & 0o7777 != self.mode and st.st_uid == os.geteuid():
+                os.fchmod(fd, self.mode)
+            if self.gid >= 0 and st.st_gid != self.gid:
+                os.fchown(fd, -1, self.gid)
+        except OSError:
+            os.close(fd)
+            raise
+        self.fd, self.identity = fd, (st.st_dev, st.st_ino)
+
+    def write(self, priority: int, data: bytes) -> None:
+        try:
+            st = os.stat(self.path)
+            moved = (st.st_dev, st.st_ino) != self.identity
+        except FileNotFoundError:
+            moved = True
+        if moved or self.fd < 0:
+            self.close()
+            self._open()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def reopen(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+_lock = threading.Lock()
+_sinks: tuple[_Sink, ...] = ()
+_host = ""
+_failed: set[int] = set()  # sinks that failed last time (reported once until they work again)
+
+
+def _write(priority: int, line: bytes) -> None:
+    """One line to every sink. A sink that fails (disk full, closed pipe) never stops the milter
+    or the other sinks: the first failure is reported on stderr, as one JSON line."""
+    data = line + b"\n"
+    with _lock:
+        for sink in _sinks:
+            try:
+                sink.write(priority, data)
+                _failed.discard(id(sink))
+            except Exception as exc:
+                if id(sink) not in _failed:
+                    _failed.add(id(sink))
+                    report = {"ts": iso(time.time()), "host": _host, "level": "error", "logger": __name__}
+                    report["msg"] = f"could not write a log line: {type(exc).__name__}: {exc}"
+                    with contextlib.suppress(Exception):
+                        sys.stderr.write(encode(report).decode("utf-8") + "\n")
+                        sys.stderr.flush()
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,9 +232,6 @@ class JsonFormatter(logging.Formatter):
         self.host = host
 
     def record_dict(self, record: logging.LogRecord) -> dict[str, Any]:
-        event = getattr(record, "event", None)
-        if isinstance(event, dict):
-            return {"ts": iso(record.created), "host": self.host, "schema": EVENT_SCHEMA, **event}
         out: dict[str, Any] = {
             "ts": iso(record.created),
             "host": self.host,
@@ -143,99 +251,54 @@ class JsonFormatter(logging.Formatter):
         return encode(self.record_dict(record)).decode("utf-8")
 
 
-class _BinaryStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each line as UTF-8 bytes to the stream's buffer: the locale's encoding (ASCII under a
-    bare systemd environment) can never make a line fail. When the stream is journald's
-    (``journal=True``), each line starts with its syslog priority (``<6>`` for events, the level's
-    for diagnostics), which journald reads and strips: ``journalctl -p err`` then shows errors."""
+class _DiagnosticHandler(logging.Handler):
+    """Diagnostics (``level``, ``logger``, ``msg``) to the same sinks as events."""
 
-    def __init__(self, stream: IO[str], journal: bool = False):
-        super().__init__(stream)
-        self._buffer = getattr(stream, "buffer", None)
-        self.journal = journal
+    def __init__(self, formatter: JsonFormatter):
+        super().__init__()
+        self.json = formatter
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            data = self.format(record).encode("utf-8") + b"\n"
-            if self.journal:
-                priority = (
-                    6
-                    if getattr(record, "event", None) is not None
-                    else systemd.PRIORITY.get(record.levelname, 6)
-                )
-                data = b"<%d>" % priority + data
-            if self._buffer is not None:
-                self._buffer.write(data)
-                self._buffer.flush()
-            else:
-                self.stream.write(data.decode("utf-8"))
-                self.flush()
+            line = encode(self.json.record_dict(record))
         except Exception:
             self.handleError(record)
-
-
-class EventFileHandler(logging.handlers.WatchedFileHandler):
-    """The event file: reopened when logrotate moves it (no signal needed), and created with the
-    configured mode and group every time (``log.file_mode``, ``log.file_group``), so that an admin
-    in that group can read it whatever the process umask."""
-
-    def __init__(self, filename: str, mode: int, group: str):
-        self.file_mode = mode
-        self.file_gid = grp.getgrnam(group).gr_gid if group else -1
-        super().__init__(filename, encoding="utf-8")
-
-    def _open(self) -> Any:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self.file_mode)
-        try:
-            st = os.fstat(fd)
-            if st.st_mode & 0o7777 != self.file_mode and st.st_uid == os.geteuid():
-                os.fchmod(fd, self.file_mode)
-            if self.file_gid >= 0 and st.st_gid != self.file_gid:
-                os.fchown(fd, -1, self.file_gid)
-        except OSError:
-            os.close(fd)
-            raise
-        return open(fd, "a", encoding="utf-8")
+            return
+        _write(systemd.PRIORITY.get(record.levelname, 6), line)
 
 
 def setup(
     host: str, stdout: bool, file: str, level: str, file_mode: int = 0o640, file_group: str = ""
 ) -> None:
     """Send events and diagnostics to stdout and/or a file. Called at start-up and on every
-    reload: the new handlers replace the old ones in one assignment (no line is lost between), and
-    the old ones are closed after (which also reopens the file)."""
-    fmt = JsonFormatter(host)
-    handlers: list[logging.Handler] = []
+    reload: the new sinks replace the old ones between two lines (none is lost), and the old ones
+    are closed (which also reopens the file)."""
+    global _sinks, _host
+    new: list[_Sink] = []
     if stdout:
-        handlers.append(_BinaryStreamHandler(sys.stdout, journal=systemd.journal_stream(sys.stdout)))
+        new.append(_StreamSink(sys.stdout, journal=systemd.journal_stream(sys.stdout)))
     if file:
-        handlers.append(EventFileHandler(file, file_mode, file_group))
-    for h in handlers:
-        h.setFormatter(fmt)
-    if not handlers:
-        handlers.append(logging.NullHandler())
+        new.append(_FileSink(file, file_mode, file_group))
     root = logging.getLogger("mailpolicy")
-    old = root.handlers
-    root.handlers = handlers
+    root.handlers = [_DiagnosticHandler(JsonFormatter(host))]
     root.setLevel(level.upper())
     root.propagate = False
-    # Events are always written, whatever the diagnostics level.
-    EVENTS.setLevel(logging.INFO)
-    for h in old:
-        h.close()
+    with _lock:
+        old, _sinks, _host = _sinks, tuple(new), host
+        _failed.clear()
+        for sink in old:
+            with contextlib.suppress(OSError):
+                sink.close()
 
 
 def reopen() -> None:
-    """Reopen the event file (a reload with unchanged log settings): closing a file handler makes
-    it open the file again at the next line."""
-    for h in logging.getLogger("mailpolicy").handlers:
-        if isinstance(h, EventFileHandler):
-            h.acquire()
-            try:
-                h.close()
-            finally:
-                h.release()
+    """Reopen the event file (a reload with unchanged log settings)."""
+    with _lock:
+        for sink in _sinks:
+            with contextlib.suppress(OSError):
+                sink.reopen()
 
 
 def emit(record: dict[str, Any]) -> None:
-    EVENTS.info(record["event"], extra={"event": record})
+    """Write one event (``record["event"]`` is its kind), whatever the diagnostics level."""
+    _write(6, encode({"ts": iso(time.time()), "host": _host, "schema": EVENT_SCHEMA, **record}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -149,6 +150,17 @@ class Decision:
         return rec
 
 
+_second: tuple[int, str] = (-1, "")  # the last second formatted (most timestamps share it)
+
+
 def iso(ts: float) -> str:
-    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-23T04:05:06.789Z``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-23T04:05:06.789Z``: what
+    ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")`` gives (microseconds
+    rounded, then cut to milliseconds), with the date and time of the second formatted once."""
+    global _second
+    frac, whole = math.modf(ts)
+    seconds, micros = divmod(int(whole) * 1_000_000 + round(frac * 1_000_000), 1_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros // 1000:03d}Z"

@@ -4,6 +4,8 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
+
 from mailpolicy import events
 
 
@@ -50,6 +52,22 @@ def test_iso_format() -> None:
 
     assert iso(1795665906.789) == "2026-11-26T04:05:06.789Z"
     assert iso(0.0) == "1970-01-01T00:00:00.000Z"
+    assert iso(1795665906.9999996) == "2026-11-26T04:05:07.000Z"  # microseconds round first
+
+
+def test_iso_equals_datetime_isoformat() -> None:
+    """iso() formats each second once; it gives exactly what datetime gives, boundaries included."""
+    import random
+    from datetime import UTC, datetime
+
+    from mailpolicy.model import iso
+
+    rng = random.Random(3339)
+    for i in range(50_000):
+        ts = rng.uniform(0, 4e9) if i % 2 else 1795665906 + rng.random()
+        if i % 5 == 0:
+            ts = round(ts, 3) + rng.choice([0.0005, -0.0005, 0.0000005, 0.9999995, 0.0])
+        assert iso(ts) == datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z", ts
 
 
 def test_event_encoding_is_compact_unsorted_and_unescaped(tmp_path: Path) -> None:
@@ -58,3 +76,49 @@ def test_event_encoding_is_compact_unsorted_and_unescaped(tmp_path: Path) -> Non
     events.emit({"event": "transaction", "z": 1, "a": {"ü": [1.5, None, True]}, "p": Path("/x")})
     line = log.read_text(encoding="utf-8").splitlines()[0]
     assert line.endswith(',"schema":1,"event":"transaction","z":1,"a":{"ü":[1.5,null,true]},"p":"/x"}')
+
+
+def test_a_failing_sink_is_reported_once_and_the_others_keep_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "events.log"
+    events.setup("h", stdout=True, file=str(log), level="info")
+    capsys.readouterr()
+
+    class Full(events._Sink):
+        def write(self, priority: int, data: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+    events._sinks = (Full(), *events._sinks)
+    for n in range(3):
+        events.emit({"event": "connection", "n": n})
+    out, err = capsys.readouterr()
+    assert [json.loads(x)["n"] for x in log.read_text().splitlines()] == [0, 1, 2]
+    assert [json.loads(x)["n"] for x in out.splitlines()] == [0, 1, 2]
+    (report,) = [json.loads(x) for x in err.splitlines()]
+    assert report["level"] == "error" and "No space left on device" in report["msg"]
+    events.setup("h", stdout=False, file="", level="info")
+
+
+def test_lines_from_many_threads_never_interleave(tmp_path: Path) -> None:
+    import threading
+
+    log = tmp_path / "events.log"
+    events.setup("h", stdout=False, file=str(log), level="info")
+    big = "x" * 9000  # over PIPE_BUF: one write() per line is not enough to keep lines whole
+
+    def writer(t: int) -> None:
+        for n in range(200):
+            events.emit({"event": "transaction", "t": t, "n": n, "pad": big if n % 10 == 0 else ""})
+            logging.getLogger("mailpolicy.test").warning("diag %d %d", t, n)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(lines) == 8 * 200 * 2
+    for t in range(8):
+        assert [x["n"] for x in lines if x.get("t") == t] == list(range(200))
+    events.setup("h", stdout=False, file="", level="info")
