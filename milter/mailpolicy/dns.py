@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import math
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,21 +133,25 @@ class Resolver:
             self._r.cache.flush()
         with self._hits_lock:
             self._hits.clear()
+        _invalidate()
 
     def _remember_negative(
         self, key: tuple[str, str], qname: dns.name.Name, cached_type: Any, answer: Answer
-    ) -> None:
+    ) -> float | None:
         """A negative answer expires when dnspython's negative cache entry for it does (NXDOMAIN
-        is cached for any type, NODATA for the type asked); nothing is kept when it kept nothing."""
+        is cached for any type, NODATA for the type asked); nothing is kept when it kept nothing.
+        Returns that expiration, or None."""
         cache = self._r.cache
         if cache is None:
-            return
+            return None
         try:
             entry = cache.get((qname, dns.rdatatype.RdataType.make(cached_type), dns.rdataclass.IN))
         except Exception:  # an unknown type name: leave it to dnspython
-            return
-        if entry is not None:
-            self._remember(key, answer, entry.expiration)
+            return None
+        if entry is None:
+            return None
+        self._remember(key, answer, entry.expiration)
+        return float(entry.expiration)
 
     def _remember(self, key: tuple[str, str], answer: Answer, expiration: float) -> None:
         with self._hits_lock:
@@ -157,7 +162,8 @@ class Resolver:
             hits[key] = (answer, expiration)
 
     def query(self, name: str | bytes, rdtype: str, timeout: float | None = None) -> Answer:
-        """Look up ``name``/``rdtype``; never raises. Records DNS failures for :func:`collect_errors`."""
+        """Look up ``name``/``rdtype``; never raises. Records DNS failures for :func:`collect_errors`
+        and, inside :func:`track_validity`, until when the answer may be reused."""
         if isinstance(name, bytes):
             name = name.decode("ascii", "replace")
         label = rdtype if rdtype in _TYPES else "other"
@@ -168,25 +174,29 @@ class Resolver:
         if hit is not None and hit[1] > time.time():
             metrics.child(metrics.DNS_QUERIES, label, hit[0].outcome).inc()
             metrics.child(metrics.DNS_SECONDS, label).observe(time.perf_counter() - t0)
+            _note_validity(hit[1])
             return hit[0]
         try:
             qname = dns.name.from_text(name.rstrip(".") + ".")
         except Exception:  # label too long, empty label, bad IDNA: no such name can exist
             metrics.child(metrics.DNS_QUERIES, label, "nxdomain").inc()
+            _note_validity(math.inf)
             return Answer("nxdomain", error="invalid name")
+        expiration: float | None = None
         try:
             ans = self._r.resolve(qname, rdtype, lifetime=lifetime, search=False)
             result = Answer("ok", tuple(ans) if ans.rrset is not None else ())
             if not result.records:
                 result = Answer("nodata")
             elif self._r.cache is not None:
-                self._remember(key, result, ans.expiration)
+                expiration = ans.expiration
+                self._remember(key, result, expiration)
         except dns.resolver.NXDOMAIN:
             result = _NXDOMAIN
-            self._remember_negative(key, qname, dns.rdatatype.ANY, result)
+            expiration = self._remember_negative(key, qname, dns.rdatatype.ANY, result)
         except dns.resolver.NoAnswer:
             result = _NODATA
-            self._remember_negative(key, qname, rdtype, result)
+            expiration = self._remember_negative(key, qname, rdtype, result)
         except dns.exception.Timeout:
             result = Answer("timeout", error="timeout")
         except dns.resolver.NoNameservers:
@@ -195,6 +205,7 @@ class Resolver:
             result = Answer("error", error=f"{type(exc).__name__}")
         metrics.child(metrics.DNS_QUERIES, label, result.outcome).inc()
         metrics.child(metrics.DNS_SECONDS, label).observe(time.perf_counter() - t0)
+        _note_validity(expiration)
         if result.failed:
             note_error(f"{rdtype} {name.rstrip('.')}: {result.outcome}")
         return result
@@ -209,6 +220,46 @@ def note_error(text: str) -> None:
     errors: list[str] | None = getattr(_local, "errors", None)
     if errors is not None and text not in errors and len(errors) < 20:
         errors.append(text[:200])
+
+
+class Validity:
+    """Until when a result computed from DNS answers may be reused: the earliest expiration of
+    the answers it used. Not reusable when one of them is not in the cache (a failure, caching
+    off) or when no lookup was seen at all (e.g. a resolver that does not report)."""
+
+    def __init__(self) -> None:
+        self.expires = math.inf
+        self.lookups = 0
+        self.uncacheable = False
+        self.macros = False  # an SPF-relevant text held "%": the result may depend on the sender
+
+    @property
+    def reusable(self) -> bool:
+        return self.lookups > 0 and not self.uncacheable
+
+    def note(self, expiration: float | None) -> None:
+        self.lookups += 1
+        if expiration is None:
+            self.uncacheable = True
+        else:
+            self.expires = min(self.expires, expiration)
+
+
+def _note_validity(expiration: float | None) -> None:
+    v: Validity | None = getattr(_local, "validity", None)
+    if v is not None:
+        v.note(expiration)
+
+
+@contextlib.contextmanager
+def track_validity() -> Iterator[Validity]:
+    """Inside the block, every lookup of this thread narrows the returned :class:`Validity`."""
+    prev = getattr(_local, "validity", None)
+    v = _local.validity = Validity()
+    try:
+        yield v
+    finally:
+        _local.validity = prev
 
 
 @contextlib.contextmanager
@@ -251,13 +302,29 @@ def hook_pyspf() -> None:
             spf.DNSLookup = spf_dns_lookup
 
 
+_invalidators: list[Callable[[], None]] = []
+
+
+def on_new_answers(forget: Callable[[], None]) -> None:
+    """``forget`` is called whenever earlier DNS answers stop counting (a new resolver, a cleared
+    cache): results computed from them (e.g. reused SPF results) must go too."""
+    _invalidators.append(forget)
+
+
+def _invalidate() -> None:
+    for forget in _invalidators:
+        forget()
+
+
 def install(resolver: Resolver) -> None:
-    """Make ``resolver`` the milter's resolver (pyspf goes through it). Called once at start-up
-    (tests may call it again with a new resolver: the pyspf hook itself is never swapped)."""
+    """Make ``resolver`` the milter's resolver (pyspf goes through it). Called at start-up and when
+    a reload changes the DNS settings (tests may call it again too: the pyspf hook itself is never
+    swapped). Results computed from the old resolver's answers are forgotten."""
     global _resolver
     hook_pyspf()
     with _install_lock:
         _resolver = resolver
+    _invalidate()
 
 
 def get() -> Resolver:
@@ -307,7 +374,12 @@ def spf_dns_lookup(name: str, qtype: str, tcpfallback: Any = True, timeout: floa
         elif qtype == "PTR":
             out.append(((name, qtype), r.target.to_text(True)))
         elif qtype in ("TXT", "SPF"):
-            if _spf_costly(b"".join(r.strings)):
+            text = b"".join(r.strings)
+            if b"%" in text:
+                v: Validity | None = getattr(_local, "validity", None)
+                if v is not None:
+                    v.macros = True
+            if _spf_costly(text):
                 continue
             out.append(((name, qtype), r.strings))
         elif qtype == "CNAME":

@@ -159,6 +159,11 @@ DKIM_SKIPPED = Counter(
     "mailpolicy_dkim_signatures_skipped",
     "DKIM signatures not verified because the message carried more than auth.dkim_max_signatures",
 )
+SPF_REUSED = Counter(
+    "mailpolicy_spf_results_reused",
+    "SPF results reused instead of evaluated again: same client IP and domain (or address, when "
+    "the record uses macros), every DNS answer it came from still within its TTL",
+)
 
 
 M = TypeVar("M", bound=MetricWrapperBase)

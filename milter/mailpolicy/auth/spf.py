@@ -1,15 +1,26 @@
 """SPF (RFC 7208) with pyspf, through the milter's resolver (``mailpolicy.dns.install``).
 
 The MAIL FROM identity is checked; for a null reverse-path the HELO identity (``postmaster@HELO``).
-Every evaluation is bounded by ``querytime`` (total seconds for all its DNS lookups)."""
+Every evaluation is bounded by ``querytime`` (total seconds for all its DNS lookups).
+
+Results are reused while every DNS answer they were computed from is still valid (the earliest
+TTL expiry of those answers, at most :data:`MAX_REUSE` seconds): a result is a function of the
+client IP, the identity and those answers, so recomputing it before then gives the same result.
+When none of the SPF texts consulted holds a macro (``%``), the local part and the HELO name play
+no part and the result is shared by every sender address of the domain (VERP bounce addresses);
+otherwise the whole address and the HELO name are part of the key. A temperror, or any lookup that
+failed or was not cached, is never reused."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
+import time
 
 import spf as pyspf
 
-from mailpolicy import dns
+from mailpolicy import dns, metrics
 from mailpolicy.auth import SpfResult
 
 dns.hook_pyspf()  # pyspf never reaches the system resolver, even before dns.install()
@@ -18,6 +29,29 @@ log = logging.getLogger("mailpolicy.auth.spf")
 
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
 _OLD_NAMES = {"unknown": "permerror", "error": "temperror"}
+MAX_REUSE = 3600.0
+CACHE_SIZE = 10_000
+
+# (client IP, scope, domain) -> result for texts without macros; (client IP, scope, domain, MAIL
+# FROM, HELO) -> result otherwise. Each with its expiry. Oldest entries go first when full.
+_cache: dict[tuple[str, ...], tuple[SpfResult, float]] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+dns.on_new_answers(clear_cache)
+
+
+def _remember(key: tuple[str, ...], result: SpfResult, expires: float) -> None:
+    with _cache_lock:
+        _cache.pop(key, None)
+        while _cache and len(_cache) >= CACHE_SIZE:
+            del _cache[next(iter(_cache))]
+        _cache[key] = (result, expires)
 
 
 def _domain_of(address: str) -> str | None:
@@ -40,6 +74,24 @@ def evaluate(client_ip: str | None, mail_from: str, helo: str | None, querytime:
         return SpfResult("none", scope, domain, identity, "no client IP address")
     if domain is None:
         return SpfResult("none", scope, None, identity, "no domain to check")
+    now = time.time()
+    short = (client_ip, scope, domain)
+    full = (*short, mail_from, helo)
+    for key in (short, full):
+        hit = _cache.get(key)
+        if hit is not None and hit[1] > now:
+            metrics.SPF_REUSED.inc()
+            return dataclasses.replace(hit[0], identity=identity)
+    with dns.track_validity() as validity:
+        result = _check(client_ip, scope, domain, identity, mail_from, helo, querytime)
+    if result.result != "temperror" and validity.reusable and validity.expires > now:
+        _remember(full if validity.macros else short, result, min(validity.expires, now + MAX_REUSE))
+    return result
+
+
+def _check(
+    client_ip: str, scope: str, domain: str, identity: str, mail_from: str, helo: str, querytime: float
+) -> SpfResult:
     try:
         q = pyspf.query(
             i=client_ip,

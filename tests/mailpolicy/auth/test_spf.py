@@ -75,3 +75,141 @@ def test_macro_expansion_cost_is_bounded(dns: DnsServer) -> None:
     assert time.perf_counter() - t0 < 3  # generous: both answers cost milliseconds
     r = spf.evaluate("192.0.2.1", "a@okexpl.example", "h.example", 2.0)
     assert (r.result, r.reason) == ("fail", "Not allowed: 192.0.2.1 for okexpl.example")
+
+
+# ---- reuse of results -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cached_dns(dns: DnsServer) -> DnsServer:
+    """The test server behind a resolver with a cache (the ``dns`` fixture has none)."""
+    from mailpolicy import dns as mdns
+
+    mdns.install(mdns.Resolver([mdns.parse_nameserver(dns.nameserver)], 0.3, 1000))
+    return dns
+
+
+def reused() -> float:
+    from mailpolicy import metrics
+
+    return float(metrics.SPF_REUSED._value.get())
+
+
+def test_result_is_reused_for_every_address_of_a_domain_without_macros(cached_dns: DnsServer) -> None:
+    cached_dns.add("example.org", "TXT", "v=spf1 a:mx.example.org -all")
+    cached_dns.add("mx.example.org", "A", "192.0.2.5")
+    before = reused()
+    first = spf.evaluate("192.0.2.5", "bounce-1234@example.org", "h1.example", 2.0)
+    queries = len(cached_dns.queries)
+    second = spf.evaluate("192.0.2.5", "Bounce-5678@EXAMPLE.org", "h2.example", 2.0)
+    assert (first.result, second.result) == ("pass", "pass")
+    assert second.identity == "Bounce-5678@EXAMPLE.org" and second.domain == "example.org"
+    assert len(cached_dns.queries) == queries and reused() == before + 1
+    # Another client IP is another result.
+    assert spf.evaluate("192.0.2.6", "x@example.org", "h", 2.0).result == "fail"
+    assert reused() == before + 1
+
+
+def test_a_record_with_macros_keys_on_the_whole_address_and_helo(cached_dns: DnsServer) -> None:
+    cached_dns.add("example.org", "TXT", "v=spf1 exists:%{l}.allowed.example.org -all")
+    cached_dns.add("alice.allowed.example.org", "A", "127.0.0.2")
+    assert spf.evaluate("192.0.2.5", "alice@example.org", "h", 2.0).result == "pass"
+    assert spf.evaluate("192.0.2.5", "mallory@example.org", "h", 2.0).result == "fail"
+    before = reused()
+    assert spf.evaluate("192.0.2.5", "alice@example.org", "h", 2.0).result == "pass"
+    assert spf.evaluate("192.0.2.5", "mallory@example.org", "h", 2.0).result == "fail"
+    assert reused() == before + 2
+    # An exp= text with macros also makes the whole address part of the key.
+    cached_dns.add("exp.example", "TXT", "v=spf1 -all exp=why.exp.example")
+    cached_dns.add("why.exp.example", "TXT", "%{l} may not send")
+    assert spf.evaluate("192.0.2.5", "bob@exp.example", "h", 2.0).reason == "bob may not send"
+    assert spf.evaluate("192.0.2.5", "eve@exp.example", "h", 2.0).reason == "eve may not send"
+
+
+def test_a_failed_lookup_is_never_reused(cached_dns: DnsServer) -> None:
+    cached_dns.add("example.org", "TXT", "v=spf1 include:slow.example -all")
+    cached_dns.timeout("slow.example")
+    before = reused()
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 1.0).result == "temperror"
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 1.0).result == "temperror"
+    assert reused() == before
+
+
+def test_an_uncached_answer_is_never_reused(dns: DnsServer) -> None:
+    dns.add("example.org", "TXT", "v=spf1 ip4:192.0.2.5 -all")  # the dns fixture caches nothing
+    before = reused()
+    for _ in range(3):
+        assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "pass"
+    assert reused() == before
+
+
+def test_reuse_ends_with_the_answers(cached_dns: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the earliest TTL of the answers used (300 s here) the result is evaluated again, from
+    new answers: a changed record is seen. A new resolver forgets every result at once."""
+    from mailpolicy import dns as mdns
+
+    cached_dns.add("example.org", "TXT", "v=spf1 ip4:192.0.2.5 -all")
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "pass"
+    cached_dns.clear()
+    cached_dns.add("example.org", "TXT", "v=spf1 -all")
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "pass"  # within the TTL
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 301)  # dnspython's cache uses it too
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "fail"
+    monkeypatch.undo()
+    cached_dns.clear()
+    cached_dns.add("example.org", "TXT", "v=spf1 ip4:192.0.2.5 -all")
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "fail"  # cached again
+    mdns.install(mdns.Resolver([mdns.parse_nameserver(cached_dns.nameserver)], 0.3, 1000))
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "pass"
+
+
+def test_reused_results_equal_fresh_ones(cached_dns: DnsServer) -> None:
+    """Over records with and without macros, includes, redirects and missing names: every result
+    given while reusing equals the result of a fresh evaluation."""
+    import random
+
+    from mailpolicy import dns as mdns
+
+    zone = {
+        "plain.example": "v=spf1 ip4:192.0.2.0/28 include:inc.example ~all",
+        "inc.example": "v=spf1 ip4:198.51.100.7 -all",
+        "macro.example": "v=spf1 exists:%{l}.%{d}.ok.example exists:%{h}.helo.example -all",
+        "redir.example": "v=spf1 redirect=plain.example",
+        "void.example": "v=spf1 include:nowhere.example -all",
+    }
+    for name, text in zone.items():
+        cached_dns.add(name, "TXT", text)
+    cached_dns.add("alice.macro.example.ok.example", "A", "127.0.0.2")
+    cached_dns.add("good.helo.example", "A", "127.0.0.2")
+    rng = random.Random(7208)
+    cases = [
+        (
+            rng.choice(["192.0.2.3", "192.0.2.77", "198.51.100.7", "203.0.113.9"]),
+            f"{rng.choice(['alice', 'bob', 'Alice'])}@{rng.choice(list(zone))}",
+            rng.choice(["good", "bad", "good.example"]),
+        )
+        for _ in range(120)
+    ]
+    given = [spf.evaluate(ip, sender, helo, 2.0) for ip, sender, helo in cases]
+    assert reused() > 0
+    fresh = []
+    for ip, sender, helo in cases:
+        mdns.get().clear_cache()
+        fresh.append(spf.evaluate(ip, sender, helo, 2.0))
+    assert given == fresh
+
+
+def test_a_temperror_is_never_reused(cached_dns: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyspf's total time limit gives temperror although every lookup answered (and was cached)."""
+    cached_dns.add("example.org", "TXT", "v=spf1 ip4:192.0.2.5 -all")
+    real = pyspf.query.check
+
+    def out_of_time(self: pyspf.query) -> tuple[str, int, str]:
+        real(self)
+        raise pyspf.TempError("DNS time limit exceeded")
+
+    monkeypatch.setattr(pyspf.query, "check", out_of_time)
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "temperror"
+    monkeypatch.undo()
+    assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "pass"
