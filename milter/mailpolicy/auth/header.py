@@ -27,6 +27,8 @@ MAX_VALUE = 254
 
 
 def _printable(text: str, limit: int = MAX_VALUE) -> str:
+    if text.isascii() and text.isprintable():  # the usual case: already printable ASCII
+        return text[:limit]
     return _NOT_PRINTABLE.sub("?", text)[:limit]
 
 
@@ -57,16 +59,20 @@ def _resinfo(
     assert _WORD.fullmatch(method) and _WORD.fullmatch(result)
     out = f"{method}={result}"
     notes = [comment] if comment else []
-    plain = [(n, v) for n, v in props if v and pvalue(v) == _printable(v)]
-    other = [(n, v) for n, v in props if v and pvalue(v) != _printable(v)]
+    plain: list[tuple[str, str]] = []
+    other: list[tuple[str, str]] = []
+    for name, value in props:
+        if value:
+            written = pvalue(value)
+            (plain if written == _printable(value) else other).append((name, written))
     notes += [f"{n} not shown: not a plain value" for n, _ in other[1:]]
     if notes:
         text = "; ".join(_printable(n) for n in notes)
         out += f" ({text.replace('(', '[').replace(')', ']').replace(chr(92), '/')})"
     if reason:
         out += f" reason={token_or_quoted(reason)}"
-    for name, value in plain + other[:1]:
-        out += f" {name}={pvalue(value)}"
+    for name, written in plain + other[:1]:
+        out += f" {name}={written}"
     return out
 
 
@@ -102,26 +108,16 @@ def build(authserv_id: str, res: AuthResults) -> str:
     return "; ".join([authserv_id, *(parts or ["none"])])
 
 
+_FOLD_POINT = re.compile(r'("(?:[^"\\]|\\.)*(?:"|\\?\Z))|; ', re.DOTALL)
+
+
 def fold(value: str, width: int = 200) -> str:
     """Fold a long header value after each ``; `` that separates results (LF + TAB: the MTA writes
     the line ends). Quoted values never contain ``;``: ``_printable`` keeps it, so fold only at
-    a ``; `` that is outside a quoted-string."""
+    a ``; `` that is outside a quoted-string (one left open runs to the end)."""
     if len(value) <= width:
         return value
-    out: list[str] = []
-    in_quote = escaped = False
-    for i, c in enumerate(value):
-        if escaped:
-            escaped = False
-        elif c == "\\" and in_quote:
-            escaped = True
-        elif c == '"':
-            in_quote = not in_quote
-        elif c == " " and not in_quote and i > 0 and value[i - 1] == ";":
-            out.append("\n\t")
-            continue
-        out.append(c)
-    return "".join(out)
+    return _FOLD_POINT.sub(lambda m: m.group(1) or ";\n\t", value)
 
 
 # ---- recognising headers that claim our authserv-id -----------------------------------------

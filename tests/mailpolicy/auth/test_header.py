@@ -138,6 +138,33 @@ def test_reasons_are_quoted_and_long_headers_folded() -> None:
     assert fold(long).replace(";\n\t", "; ") == long
 
 
+def _fold_reference(value: str, width: int) -> str:
+    """The rule, one character at a time: a break after each "; " outside a quoted-string (a
+    backslash escapes the next character inside one; one left open runs to the end)."""
+    if len(value) <= width:
+        return value
+    out: list[str] = []
+    in_quote = escaped = False
+    for i, c in enumerate(value):
+        if escaped:
+            escaped = False
+        elif c == "\\" and in_quote:
+            escaped = True
+        elif c == '"':
+            in_quote = not in_quote
+        elif c == " " and not in_quote and i > 0 and value[i - 1] == ";":
+            out.append("\n\t")
+            continue
+        out.append(c)
+    return "".join(out)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", ";", '"', "\\", "; ", "x=y"]), max_size=60).map("".join))
+def test_fold_follows_the_rule(value: str) -> None:
+    assert fold(value, 10) == _fold_reference(value, 10)
+
+
 def test_fold_never_breaks_inside_a_quoted_value() -> None:
     long = "mx; " + "; ".join(f'dkim=permerror reason="a; b; {i}" header.d=example.org' for i in range(6))
     folded = fold(long)
