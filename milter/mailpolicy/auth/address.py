@@ -17,6 +17,7 @@ Leniency, all of it deliberate:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _SPECIALS = frozenset('()<>[]:;@\\,."')
@@ -272,20 +273,43 @@ def domain_key(domain: str) -> str:
     return d
 
 
+# The From field of nearly every message: one address, bare or in angle brackets after a display
+# name of plain atoms and simple quoted strings, all ASCII. Such a value gives exactly what the
+# full parser gives (a property test checks it); anything else goes to the parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_QUOTED = r'"[ !#-\[\]-~]*"'
+_ADDR = rf"({_ATOM}(?:\.{_ATOM})*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
+_PHRASE = rf"(?:{_ATOM}|{_QUOTED})(?:[ \t]+(?:{_ATOM}|{_QUOTED}))*[ \t]*"
+_SIMPLE_FROM = re.compile(rf"[ \t\r\n]*(?:{_ADDR}|(?:{_PHRASE})?<{_ADDR}>)[ \t\r\n]*")
+
+
+def _decode(value: str | bytes) -> str:
+    if not isinstance(value, bytes):
+        return value
+    # Raw 8-bit bytes that are not UTF-8 stay one character each (latin-1): they can only be
+    # text in a display name or comment; a domain containing them fails domain_key below.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+        if any(c > "\x7f" for c in text):
+            text = "".join(c if c <= "\x7f" else "\ufffd" for c in text)
+        return text
+
+
 def parse_mailboxes(value: str | bytes) -> list[Mailbox]:
     """The mailboxes of one From field value (groups flattened; an empty group gives none), domains
     normalized with :func:`domain_key`. Raises AddressError when the value is not valid."""
-    if isinstance(value, bytes):
-        # Raw 8-bit bytes that are not UTF-8 stay one character each (latin-1): they can only be
-        # text in a display name or comment; a domain containing them fails domain_key below.
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = value.decode("latin-1")
-            if any(c > "\x7f" for c in text):
-                text = "".join(c if c <= "\x7f" else "\ufffd" for c in text)
-    else:
-        text = value
+    text = _decode(value)
+    m = _SIMPLE_FROM.fullmatch(text)
+    if m is not None:
+        if m.group(1) is not None:
+            return [Mailbox(m.group(1), domain_key(m.group(2)))]
+        return [Mailbox(m.group(3), domain_key(m.group(4)))]
+    return _parse_full(text)
+
+
+def _parse_full(text: str) -> list[Mailbox]:
     p = _Parser(text)
     boxes = p.address_list()
     out = []

@@ -272,13 +272,16 @@ def test_rsa_verify_agrees_with_dkimpy(bits: int) -> None:
     modlen = bits // 8
     cases: list[tuple[Any, bytes]] = []
     zero_led = None
-    for i in range(600):  # about one signature in 256 starts with a zero byte
+    i = 0
+    while i < 15 or zero_led is None:  # about one signature in 256 starts with a zero byte
+        assert i < 20_000
+        i += 1
         data = rng.randbytes(rng.randrange(1, 200))
         h = hashlib.sha256(data) if i % 3 else hashlib.sha1(data)
         sig = sign(h)
         if sig[0] == 0 and zero_led is None:
             zero_led = (h, sig)
-        if i < 15:
+        if i <= 15:
             other = hashlib.sha1(data) if h.name == "sha256" else hashlib.sha256(data)
             for s in (sig, sig[:-1] + bytes([sig[-1] ^ 1]), sig[1:], b"\x00" + sig, b"\x01" + sig):
                 cases += [(h, s), (hashlib.sha256(data + b"x"), s), (other, s)]
@@ -294,7 +297,9 @@ def test_rsa_verify_agrees_with_dkimpy(bits: int) -> None:
         assert dkim.rsa_verify(h, s, pub, fast) == want, (i, h.name, len(s))
         assert dkim.rsa_verify_reference(h, s, pub) == want, (i, h.name, len(s))
         accepted += want
-    assert accepted == 15 * 2 + 3  # each signature as made and with a zero added; the zero-led ones
+    # Each signature as made and with a zero added, and the zero-led ones (more when one of the
+    # first fifteen happens to start with a zero byte: then the copy without it is the same).
+    assert accepted >= 15 * 2 + 3
 
 
 def test_small_or_malformed_rsa_keys_take_the_reference_path() -> None:
