@@ -67,27 +67,41 @@ def noreply(func: F) -> F:
     return wrapped
 
 
-def guarded(name: str, replies: bool = True) -> Callable[[F], F]:
+def _callback_failed(m: PolicyMilter, name: str) -> None:
+    """Log (with its traceback) and count an exception a callback raised."""
+    metrics.child(metrics.CALLBACK_ERRORS, name).inc()
+    txn = m.session.conn.current
+    queue_id = txn.queue_id if txn else None
+    extra = {"conn_id": m.session.conn.conn_id, "queue_id": queue_id, "callback": name}
+    log.exception("callback failed", extra=extra)
+
+
+def guarded(name: str, replies: bool = True, timed: bool = True) -> Callable[[F], F]:
     """Time a callback, and turn any exception into a logged, counted ``continue`` (or tempfail,
-    as configured). ``replies=False`` for callbacks negotiated as no-reply: they always continue."""
+    as configured). ``replies=False`` for callbacks negotiated as no-reply: they always continue.
+    ``timed=False`` for the per-field and per-chunk callbacks the MTA does not wait for (header,
+    body): one histogram observation each would cost more than the callback."""
 
     def deco(func: F) -> F:
+        if not timed:
+
+            @functools.wraps(func)
+            def untimed(self: PolicyMilter, *args: Any) -> Any:
+                try:
+                    return func(self, *args)
+                except Exception:
+                    _callback_failed(self, name)
+                    return CONTINUE
+
+            return untimed  # type: ignore[return-value]
+
         @functools.wraps(func)
         def wrapper(self: PolicyMilter, *args: Any) -> Any:
             t0 = time.perf_counter()
             try:
                 return func(self, *args)
             except Exception:
-                metrics.child(metrics.CALLBACK_ERRORS, name).inc()
-                txn = self.session.conn.current
-                log.exception(
-                    "callback failed",
-                    extra={
-                        "conn_id": self.session.conn.conn_id,
-                        "queue_id": txn.queue_id if txn else None,
-                        "callback": name,
-                    },
-                )
+                _callback_failed(self, name)
                 if replies and self.on_error is Action.TEMPFAIL:
                     return TEMPFAIL
                 return CONTINUE
@@ -188,13 +202,13 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         return self._respond(self.session.rcpt(rcpt, params, self._macros(("i",))))
 
     @noreply
-    @guarded("header", replies=False)
+    @guarded("header", replies=False, timed=False)
     def header(self, name: Any, value: Any) -> int:
         self.session.header(name, value if isinstance(value, bytes) else str(value).encode())
         return CONTINUE
 
     @noreply
-    @guarded("body", replies=False)
+    @guarded("body", replies=False, timed=False)
     def body(self, chunk: bytes) -> int:
         self.session.body(chunk)
         return CONTINUE

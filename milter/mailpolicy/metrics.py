@@ -69,7 +69,7 @@ CALLBACK_ERRORS = Counter(
 )
 CALLBACK_SECONDS = Histogram(
     "mailpolicy_callback_duration_seconds",
-    "Time spent in each milter callback",
+    "Time spent in each milter callback the MTA waits for (header and body callbacks are not timed)",
     ["callback"],
     buckets=_LATENCY_BUCKETS,
 )

@@ -3,6 +3,7 @@ belong here only; the rules are tested in test_session.py, the real process in t
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import Milter
@@ -76,6 +77,35 @@ def test_no_reply_callbacks_always_continue_on_error() -> None:
     before = errors("helo")
     assert m.hello("x.example") == Milter.CONTINUE
     assert errors("helo") == before + 1
+
+
+def test_header_and_body_callbacks_are_guarded_but_not_timed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One histogram observation per header field and body chunk would cost more than the
+    callback: those two are not timed, yet an exception in them is counted, logged, continued."""
+
+    def timed(callback: str) -> float:
+        labels = {"callback": callback}
+        return REGISTRY.get_sample_value("mailpolicy_callback_duration_seconds_count", labels) or 0.0
+
+    m = milter(FakeCtx(), auth={"enabled": True})
+    m.connect("client.example", socket.AF_INET, ("192.0.2.1", 25000))
+    m.envfrom(b"<a@example.org>")
+    before = {c: (timed(c), errors(c)) for c in ("header", "body", "mail")}
+
+    def boom(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(m.session, "header", boom)
+    monkeypatch.setattr(m.session, "body", boom)
+    assert m.header("Subject", "x") == Milter.CONTINUE
+    assert m.body(b"chunk") == Milter.CONTINUE
+    m.envfrom(b"<b@example.org>")
+    for c in ("header", "body"):
+        assert (timed(c), errors(c)) == (before[c][0], before[c][1] + 1)
+    assert timed("mail") == before["mail"][0] + 1
+    assert {r.callback for r in caplog.records if r.getMessage() == "callback failed"} >= {"header", "body"}  # type: ignore[attr-defined]
 
 
 def test_monitor_never_sets_a_reply() -> None:

@@ -36,6 +36,7 @@ Choices, each tied to the RFC text:
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -121,6 +122,13 @@ def parse_record(text: str) -> Record:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> Record:
+    """parse_record, once per record text (a pure function of it; the DNS answer itself stays
+    bound by its TTL in the resolver)."""
+    return parse_record(text)
+
+
 def walk_targets(domain: str) -> list[str]:
     """The names the DNS Tree Walk queries (under ``_dmarc.``), author domain first (RFC 9989 4.10:
     with x labels left, drop one label if x < 5, else drop down to 4 labels)."""
@@ -162,7 +170,7 @@ class Evaluator:
         found = [t for t in texts if is_dmarc_record(t)]
         if len(found) != 1:
             return None
-        return parse_record(found[0])
+        return _parsed(found[0])
 
     def discover(self, domain: str) -> tuple[str, Record] | None:
         """Policy discovery: the first DMARC record on the tree walk, and where it was found."""
