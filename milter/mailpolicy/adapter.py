@@ -150,7 +150,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
     def _macro(self, name: str) -> Macro:
         """A macro's value; one that is not UTF-8 (pymilter decodes strictly) is Unreadable."""
         try:
-            value = self.getsymval(name)
+            value = self._ctx.getsymval(name)  # (Base.getsymval only adds a Python frame)
         except UnicodeDecodeError as exc:
             raw = exc.object if isinstance(exc.object, bytes) else b""
             return Unreadable(raw)
