@@ -15,18 +15,30 @@ APT_PACKAGES += man-db groff-base
 # logrotate runs the shipped contrib/logrotate/mailpolicy (tests/protocol/test_logrotate.py);
 # systemd-analyze verifies the shipped unit (tests/test_systemd_unit.py).
 APT_PACKAGES += logrotate systemd
+# make bench only: the OpenDKIM + OpenDMARC pair it compares mailpolicy with (bench/throughput.py).
+BENCH_APT_PACKAGES := opendkim opendmarc
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: deps venv lint test unit demo bench clean sendmail
+.PHONY: deps bench-deps venv lint test unit demo bench clean sendmail
 
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# $(call apt_install,PACKAGES,THEN): apt-get install those of PACKAGES not installed yet; THEN (may be
+# empty) continues that shell command, e.g. "&& command", with $$missing naming them.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null $(2); \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PACKAGES),)
+
+# Debian starts the packages' own services where it can: stopped, the benchmark runs its own daemons.
+bench-deps: deps
+	$(call apt_install,$(BENCH_APT_PACKAGES),&& for s in $$missing; do invoke-rc.d $$s stop >/dev/null 2>&1 || true; done)
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -62,7 +74,8 @@ unit: venv
 demo: venv
 	$(PY) tests/demo.py
 
-bench: venv
+# Six configurations in interleaved rounds, then mailpolicy's memory with 200 sessions (a few minutes).
+bench: venv bench-deps
 	$(PY) bench/throughput.py
 
 # mailpolicy(1) rendered from the argparse definitions (wheels get it from setup.py's build_man step);

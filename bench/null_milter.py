@@ -1,22 +1,62 @@
-"""A pymilter milter that does nothing: the floor any pymilter milter pays. Reference for
-bench/throughput.py --reference. Usage: python bench/null_milter.py SOCKET_PATH"""
+"""pymilter milters that do nothing: the floor any pymilter milter pays. References for
+bench/throughput.py.
+
+    python bench/null_milter.py SOCKET_PATH                   # no callbacks: the MTA skips every
+                                                              # step it may skip (up to end of message)
+    python bench/null_milter.py SOCKET_PATH --all-callbacks   # connect, hello, envfrom, envrcpt,
+                                                              # header, eoh, body, eom, close, and
+                                                              # one header added at end of message
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import Milter
+
+CONTINUE: int = Milter.CONTINUE
 
 
 class Null(Milter.Base):  # type: ignore[misc]
     pass
 
 
+class AllCallbacks(Milter.Base):  # type: ignore[misc]
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        return CONTINUE
+
+    def hello(self, hostname: str) -> int:
+        return CONTINUE
+
+    def envfrom(self, sender: str, *params: str) -> int:
+        return CONTINUE
+
+    def envrcpt(self, rcpt: str, *params: str) -> int:
+        return CONTINUE
+
+    def header(self, name: str, value: str) -> int:
+        return CONTINUE
+
+    def eoh(self) -> int:
+        return CONTINUE
+
+    def body(self, chunk: bytes) -> int:
+        return CONTINUE
+
+    def eom(self) -> int:
+        self.addheader("X-Bench-Floor", "all callbacks")
+        return CONTINUE
+
+    def close(self) -> int:
+        return CONTINUE
+
+
 def main() -> None:
     path = sys.argv[1]
-    Milter.factory = Null
-    old = os.umask(0o117)
+    Milter.factory = AllCallbacks if "--all-callbacks" in sys.argv[2:] else Null
+    old = os.umask(0o111)  # socket mode 0666: Postfix's smtpd runs as postfix
     Milter.runmilter("null", f"unix:{path}", 300)
     os.umask(old)
 
