@@ -97,11 +97,16 @@ def parse_socket(value: Any) -> str:
     return text
 
 
-def _octal_mode(value: Any) -> int:
+def _octal(value: Any, example: str) -> tuple[str, int]:
+    """A file mode written as an octal string ("0640" or "640"): the text and its value."""
     text = _str(value)
     if not re.fullmatch(r"0?[0-7]{3}", text):
-        raise ValueError(f"must be an octal mode string such as '0660' (got {text!r})")
-    mode = int(text, 8)
+        raise ValueError(f"must be an octal mode string such as '{example}' (got {text!r})")
+    return text, int(text, 8)
+
+
+def _octal_mode(value: Any) -> int:
+    text, mode = _octal(value, "0660")
     if mode & 0o060 != 0o060:
         raise ValueError(f"must give the group read and write permission (got {text!r})")
     return mode
@@ -195,10 +200,7 @@ def _recipients(value: Any) -> tuple[str, ...]:
 
 
 def _file_mode(value: Any) -> int:
-    text = _str(value)
-    if not re.fullmatch(r"0?[0-7]{3}", text):
-        raise ValueError(f"must be an octal mode string such as '0640' (got {text!r})")
-    mode = int(text, 8)
+    text, mode = _octal(value, "0640")
     if mode & 0o002:
         raise ValueError(f"must not let everybody write the event file (got {text!r})")
     if not mode & 0o200:

@@ -11,6 +11,7 @@ string that still cannot be encoded instead of failing."""
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import grp
 import logging
@@ -121,15 +122,20 @@ def encode(obj: dict[str, Any]) -> bytes:
         return _ENCODER.encode(_scrub(obj))
 
 
-class _Sink:
+class _Sink(abc.ABC):
+    """Where lines go: standard output or the event file."""
+
+    @abc.abstractmethod
     def write(self, priority: int, data: bytes) -> None:
-        raise NotImplementedError
+        """Write one line (``data`` ends with a newline) with its syslog priority."""
 
+    @abc.abstractmethod
     def reopen(self) -> None:
-        pass
+        """Open the destination again at the next line (a reload, logrotate)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        pass
+        """Let go of the destination (replaced by a reload)."""
 
 
 class _StreamSink(_Sink):
@@ -151,6 +157,12 @@ class _StreamSink(_Sink):
         else:
             self.stream.write(data.decode("utf-8"))
             self.stream.flush()
+
+    def reopen(self) -> None:  # standard output stays the same stream
+        return
+
+    def close(self) -> None:  # and belongs to the process, not to the sink
+        return
 
 
 class _FileSink(_Sink):

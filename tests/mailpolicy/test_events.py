@@ -89,6 +89,12 @@ def test_a_failing_sink_is_reported_once_and_the_others_keep_writing(
         def write(self, priority: int, data: bytes) -> None:
             raise OSError(28, "No space left on device")
 
+        def reopen(self) -> None:
+            return
+
+        def close(self) -> None:
+            return
+
     events._sinks = (Full(), *events._sinks)
     for n in range(3):
         events.emit({"event": "connection", "n": n})
