@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import grp
 import hashlib
-import ipaddress
 import pwd
 import re
 import socket
@@ -16,9 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailpolicy.checks import CHECKS, Option
+from mailpolicy.checks import CHECKS
+from mailpolicy.checks.base import ItemErrors, Option
+from mailpolicy.checks.base import each as _each
+from mailpolicy.checks.base import parse_networks as _networks
 from mailpolicy.dns import parse_nameserver
-from mailpolicy.model import Action, Exemptions, IPNetwork, Mode, PolicyConfig
+from mailpolicy.model import Action, Exemptions, Mode, PolicyConfig
 
 DEFAULT_PATH = "/etc/mailpolicy/mailpolicy.toml"
 
@@ -27,29 +29,6 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]):
         super().__init__("\n".join(errors))
         self.errors = errors
-
-
-class ItemErrors(ValueError):
-    """Problems with several items of one list: reported one per item (``key[i]: problem``)."""
-
-    def __init__(self, items: list[tuple[int, str]]):
-        super().__init__("; ".join(f"item {i}: {p}" for i, p in items))
-        self.items = items
-
-
-def _each(value: Any, example: str, parse: Any) -> tuple[Any, ...]:
-    """Parse every item of a list with ``parse``; every bad item is reported, not only the first."""
-    if not isinstance(value, list):
-        raise ValueError(f"must be a list such as {example}")
-    out, bad = [], []
-    for i, item in enumerate(value):
-        try:
-            out.append(parse(item))
-        except ValueError as exc:
-            bad.append((i, str(exc)))
-    if bad:
-        raise ItemErrors(bad)
-    return tuple(out)
 
 
 # ---- value parsers: return the parsed value or raise ValueError(problem) ----
@@ -170,18 +149,6 @@ def _authserv_id(value: Any) -> str:
     if text and (len(text) > 253 or not _AUTHSERV_RE.fullmatch(text) or ".." in text):
         raise ValueError(f"must be a host name such as 'mx.example.org', or '' for this host (got {text!r})")
     return text
-
-
-def _network(item: Any) -> IPNetwork:
-    try:
-        return ipaddress.ip_network(_str(item), strict=True)
-    except ValueError as exc:
-        raise ValueError(f"not a valid CIDR network: {item!r} ({exc})") from None
-
-
-def _networks(value: Any) -> tuple[IPNetwork, ...]:
-    nets: tuple[IPNetwork, ...] = _each(value, "['192.0.2.0/24', '2001:db8::/32']", _network)
-    return nets
 
 
 _RCPT_RE = re.compile(r"^[^@\s]+@$|^@[^@\s]+$|^[^@\s]+@[^@\s]+$")
@@ -306,11 +273,6 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
-    def auth_active(self) -> bool:
-        """Whether SPF/DKIM/DMARC are computed: auth enabled, or an spf/dmarc policy is active."""
-        return self.auth.enabled or any(p.name in ("spf", "dmarc") for p in self.active())
-
-    @property
     def on_error_action(self) -> Action:
         return Action(self.milter.on_error)
 
@@ -370,7 +332,7 @@ def parse(data: Mapping[str, Any]) -> Config:
         opts = {k: v for k, v in values.items() if k in spec.options}
         if spec.finalize is not None and all(k in opts for k in spec.options):
             errors.extend(f"{path}.{k}: {msg}" for k, msg in spec.finalize(opts))
-        if all(k in values for k in POLICY_KEYS):
+        if all(k in values for k in POLICY_KEYS) and all(k in opts for k in spec.options):
             policies[name] = PolicyConfig(
                 name=name,
                 mode=Mode(values["mode"]),
@@ -379,7 +341,7 @@ def parse(data: Mapping[str, Any]) -> Config:
                     authenticated=values["exempt_authenticated"],
                     recipients=values["exempt_recipients"],
                 ),
-                options=opts,
+                options=spec.settings(**opts),
             )
     if errors:
         raise ConfigError(errors)

@@ -3,20 +3,36 @@
 Each header field is looked at once, as it arrives: From values are kept for DMARC (up to
 :data:`mailpolicy.auth.dmarc.MAX_FROM_FIELDS`, the count is always exact), every
 Authentication-Results field claiming our authserv-id is remembered by its index (for removal),
-and the field is handed to the DKIM verifier, which keeps the fields it may have to hash (up to
-:data:`mailpolicy.auth.dkim.MAX_HEADER_FIELDS`; beyond that its signatures are ``neutral``). The
-body is never stored: the verifier hashes it chunk by chunk. Padding the header with junk fields
-therefore hides nothing: a From or a forged Authentication-Results after 100,000 fields is seen
-exactly like the first one."""
+the mailing-list fields (RFC 2919 List-Id, RFC 2369 List-Post) are noted, and the field is handed
+to each authentication method that reads the message (DKIM, ARC), which keeps the fields it may
+have to hash (up to :data:`mailpolicy.auth.dkim.MAX_HEADER_FIELDS`; beyond that its signatures are
+``neutral``). The body is never stored: the methods hash it chunk by chunk. Padding the header
+with junk fields therefore hides nothing: a From or a forged Authentication-Results after 100,000
+fields is seen exactly like the first one."""
 
 from __future__ import annotations
 
-from mailpolicy.auth import dkim as auth_dkim
+import re
+from collections.abc import Sequence
+
 from mailpolicy.auth import header as auth_header
+from mailpolicy.auth.base import Feed
 from mailpolicy.auth.dmarc import MAX_FROM_FIELDS
 
 _FROM = "from"
 _AR = auth_header.NAME.lower()
+_LIST_ID = "list-id"
+_LIST_FIELDS = frozenset(
+    ("list-id", "list-post", "list-unsubscribe", "list-help", "list-owner", "list-archive")
+)
+_LIST_ID_RE = re.compile(rb"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+)>")
+
+
+def list_id_of(value: bytes) -> str | None:
+    """The list identifier of a List-Id field (RFC 2919: ``phrase <label.namespace>``), lower case,
+    or None when the field holds none."""
+    m = _LIST_ID_RE.search(value[:2048])
+    return m.group(1).decode("ascii").lower()[:253] if m else None
 
 
 def name_text(name: str | bytes) -> str:
@@ -32,9 +48,9 @@ def dkim_value(value: bytes, leadspc: bool) -> bytes:
 
 
 class Message:
-    def __init__(self, authserv_id: str, dkim: auth_dkim.Verifier | None, leadspc: bool):
+    def __init__(self, authserv_id: str, feeds: Sequence[Feed], leadspc: bool):
         self.authserv_id = authserv_id
-        self.dkim = dkim
+        self.feeds = tuple(feeds)
         self.leadspc = leadspc
         self.fields = 0
         self.from_values: list[bytes] = []
@@ -43,6 +59,8 @@ class Message:
         self.forged: list[int] = []  # 1-based indexes among the A-R fields
         self.body_bytes = 0
         self.headers_seen = False
+        self.list_id: str | None = None  # the first List-Id's identifier
+        self.list_fields = 0  # RFC 2369 / RFC 2919 list fields seen
 
     def header(self, name: str | bytes, value: bytes) -> None:
         self.headers_seen = True
@@ -56,11 +74,17 @@ class Message:
             self.ar_count += 1
             if auth_header.claims(value, self.authserv_id):
                 self.forged.append(self.ar_count)
-        if self.dkim is not None:
+        elif key in _LIST_FIELDS:
+            self.list_fields += 1
+            if key == _LIST_ID and self.list_id is None:
+                self.list_id = list_id_of(value)
+        if self.feeds:
             raw_name = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
-            self.dkim.header(raw_name, dkim_value(value, self.leadspc))
+            raw_value = dkim_value(value, self.leadspc)
+            for feed in self.feeds:
+                feed.header(raw_name, raw_value)
 
     def body(self, chunk: bytes) -> None:
         self.body_bytes += len(chunk)
-        if self.dkim is not None:
-            self.dkim.body(chunk)
+        for feed in self.feeds:
+            feed.body(chunk)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
@@ -56,6 +56,13 @@ POLICY_DECISIONS = Counter(
     "mail that enforce mode would have rejected",
     ["policy", "mode", "result", "action"],
 )
+POLICY_OVERRIDES = Counter(
+    "mailpolicy_policy_overrides",
+    "Decisions local policy turned from an action into continue (or a milder action), by policy, "
+    "mode, reason (RFC 9990: trusted_forwarder, mailing_list, local_policy, ...) and the action the "
+    "result asked for: in monitor mode, what each override would save",
+    ["policy", "mode", "reason", "overridden_action"],
+)
 POLICY_EXEMPTIONS = Counter(
     "mailpolicy_policy_exemptions",
     "Decisions that would have acted but an exemption matched, by policy and reason",
@@ -90,7 +97,7 @@ DNS_SECONDS = Histogram(
 )
 AUTH_RESULTS = Counter(
     "mailpolicy_auth_results",
-    "Authentication results by method (spf, dkim, dmarc) and RFC 8601 result word",
+    "Authentication results by method (spf, dkim, arc, dmarc) and RFC 8601 result word",
     ["method", "result"],
 )
 AR_REMOVED = Counter(
@@ -202,30 +209,17 @@ MODES = ("monitor", "enforce")
 """``mode`` values of a policy decision (a policy that is off decides nothing)."""
 EXEMPTION_REASONS = ("network", "authenticated", "recipient")
 RELOAD_RESULTS = ("ok", "error")
-AUTH_RESULT_WORDS: dict[str, tuple[str, ...]] = {
-    "spf": ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"),
-    "dkim": ("pass", "fail", "neutral", "policy", "temperror", "permerror"),
-    "dmarc": ("pass", "fail", "none", "temperror", "permerror"),
-}
-"""``method`` and ``result`` values of mailpolicy_auth_results_total (RFC 8601 words)."""
-POLICY_RESULTS: dict[str, tuple[str, ...]] = {
-    "require_starttls": ("pass", "fail", "temperror"),
-    "tls_min_version": ("pass", "fail", "none", "permerror", "temperror"),
-    "spf": AUTH_RESULT_WORDS["spf"],
-    "dmarc": AUTH_RESULT_WORDS["dmarc"],
-}
-"""``result`` values each check's decisions carry (temperror: the check raised); a policy not listed
-here gets the SPF words, the widest set."""
+OVERRIDE_REASONS = ("trusted_forwarder", "mailing_list", "local_policy", "policy_test_mode", "other")
+"""``reason`` values of mailpolicy_policy_overrides_total (RFC 9990's words)."""
 DNS_TYPES = ("A", "AAAA", "MX", "PTR", "TXT", "SPF", "CNAME", "NS", "SOA", "other")
 DNS_OUTCOMES = ("ok", "nxdomain", "nodata", "timeout", "servfail", "error")
 
 
-def policy_label_sets(name: str, mode: str) -> list[tuple[str, str, str, str]]:
+def policy_label_sets(name: str, mode: str, results: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
     """The (policy, mode, result, action) label sets of one active policy: ``pass`` only ever
     continues; every other result may come with any action (configurable actions, exemptions)."""
     if mode not in MODES:
         raise ValueError(f"policy {name!r}: mode must be one of {', '.join(MODES)} (got {mode!r})")
-    results = POLICY_RESULTS.get(name, AUTH_RESULT_WORDS["spf"])
     return [
         (name, mode, result, action)
         for result in results
@@ -234,12 +228,17 @@ def policy_label_sets(name: str, mode: str) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def init_series(policies: Iterable[tuple[str, str]], checks: Iterable[str], *, auth: bool = True) -> None:
+def init_series(
+    policies: Iterable[tuple[str, str]],
+    checks: Mapping[str, tuple[str, ...]],
+    methods: Mapping[str, tuple[str, ...]],
+) -> None:
     """Export every known label set at 0, so that alerts on ``increase()`` see the first event.
 
     ``policies``: the active policies as (name, mode) pairs, mode ``monitor`` or ``enforce``
-    (``off`` is skipped); ``checks``: the registered check names; ``auth``: whether SPF, DKIM and
-    DMARC are computed (their results and the DNS lookups). Call it at start-up once the
+    (``off`` is skipped); ``checks``: every registered check with the results it can give;
+    ``methods``: the authentication methods that run with their result words (none: no
+    authentication, so no DNS either). Call it at start-up once the
     configuration is loaded and after each successful reload. Idempotent: a series that exists
     keeps its value, none is removed (a policy switched off keeps its counts until restart)."""
     for callback in CALLBACKS:
@@ -259,14 +258,17 @@ def init_series(policies: Iterable[tuple[str, str]], checks: Iterable[str], *, a
     for name, mode in policies:
         if mode == "off":
             continue
-        for labels in policy_label_sets(name, mode):
+        for labels in policy_label_sets(name, mode, checks[name]):
             child(POLICY_DECISIONS, *labels)
         for reason in EXEMPTION_REASONS:
             child(POLICY_EXEMPTIONS, name, reason)
-    if auth:
-        for method, words in AUTH_RESULT_WORDS.items():
-            for word in words:
-                child(AUTH_RESULTS, method, word)
+        for reason in OVERRIDE_REASONS:
+            for action in ACTIONS[1:]:
+                child(POLICY_OVERRIDES, name, mode, reason, action)
+    for method, words in methods.items():
+        for word in words:
+            child(AUTH_RESULTS, method, word)
+    if methods:
         for rdtype in DNS_TYPES:
             for outcome in DNS_OUTCOMES:
                 child(DNS_QUERIES, rdtype, outcome)

@@ -29,6 +29,14 @@ class Action(StrEnum):
     REJECT = "reject"
 
 
+class Stage(StrEnum):
+    """When a check or an authentication method runs: at MAIL FROM (transport facts) or at end of
+    message."""
+
+    MAIL = "mail"
+    EOM = "eom"
+
+
 # Higher wins when several policies ask for different actions.
 ACTION_SEVERITY = {Action.CONTINUE: 0, Action.QUARANTINE: 1, Action.TEMPFAIL: 2, Action.REJECT: 3}
 
@@ -109,17 +117,28 @@ class PolicyConfig:
     name: str
     mode: Mode
     exempt: Exemptions
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Any = None
+    """The check's typed options: an instance of its ``CheckSpec.settings`` dataclass."""
+
+
+OVERRIDE_REASONS = ("trusted_forwarder", "mailing_list", "local_policy", "policy_test_mode", "other")
+"""Why local policy overrode a verdict (the words of RFC 9990's PolicyOverrideType)."""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a check found, and the action enforcing it would take."""
+    """What a check found, the action enforcing it would take, and how that action is applied."""
 
     result: str
     action: Action = Action.CONTINUE
     reply: Reply | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    quarantine_header: tuple[str, str] | None = None
+    """For ``quarantine``: add this header field instead of the MTA's quarantine (hold queue)."""
+    override: str | None = None
+    """An :data:`OVERRIDE_REASONS` word when local policy changed the action the result asked for."""
+    overridden: Action | None = None
+    """With ``override``: the action the result asked for before the override."""
 
 
 @dataclass
@@ -134,6 +153,9 @@ class Decision:
     exempt: str | None = None
     applied: bool = False
     details: Mapping[str, Any] = field(default_factory=dict)
+    quarantine_header: tuple[str, str] | None = None
+    override: str | None = None
+    overridden: Action | None = None
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -142,6 +164,8 @@ class Decision:
             "action": self.action.value,
             "applied": self.applied,
             "exempt": self.exempt,
+            "override": self.override,
+            "overridden_action": self.overridden.value if self.overridden is not None else None,
         }
         if self.reply is not None and self.action is not Action.CONTINUE:
             rec["reply"] = str(self.reply)

@@ -16,7 +16,7 @@ from mailpolicy import metrics
 from mailpolicy.model import ACTION_SEVERITY, Action, Decision, Mode, PolicyConfig, Verdict
 
 if TYPE_CHECKING:
-    from mailpolicy.checks import CheckSpec
+    from mailpolicy.checks.base import CheckSpec
     from mailpolicy.state import Transaction
 
 log = logging.getLogger("mailpolicy.policy")
@@ -46,6 +46,9 @@ def decide(cfg: PolicyConfig, verdict: Verdict, txn: Transaction) -> Decision:
         action=verdict.action,
         reply=verdict.reply,
         details=verdict.details,
+        quarantine_header=verdict.quarantine_header,
+        override=verdict.override,
+        overridden=verdict.overridden,
     )
     if d.action is Action.CONTINUE:
         return d
@@ -63,8 +66,13 @@ def decide(cfg: PolicyConfig, verdict: Verdict, txn: Transaction) -> Decision:
         # it goes to is: one exempt recipient must not carry a refused message to the others.
         d.exempt = "recipient"
     if d.exempt:
-        d.action = Action.CONTINUE
+        _override(d, "local_policy")
     return d
+
+
+def _override(d: Decision, reason: str) -> None:
+    """Local policy turns the decision into ``continue``; it keeps what it overrode."""
+    d.override, d.overridden, d.action = reason, d.action, Action.CONTINUE
 
 
 def evaluate(spec: CheckSpec, cfg: PolicyConfig, txn: Transaction) -> Decision:
@@ -89,11 +97,13 @@ def settle_recipients(d: Decision, rcpt_total: int, rcpt_exempt: int) -> None:
     """At the end of a transaction: if every recipient was exempt, nothing was (or would have
     been) refused, so the decision becomes ``continue`` with exemption ``recipient``."""
     if d.action is not Action.CONTINUE and rcpt_total > 0 and rcpt_exempt == rcpt_total and not d.applied:
-        d.action = Action.CONTINUE
         d.exempt = "recipient"
+        _override(d, "local_policy")
 
 
 def count(d: Decision) -> None:
     metrics.child(metrics.POLICY_DECISIONS, d.policy, d.mode.value, d.result, d.action.value).inc()
     if d.exempt:
         metrics.child(metrics.POLICY_EXEMPTIONS, d.policy, d.exempt).inc()
+    if d.override and d.overridden is not None:
+        metrics.child(metrics.POLICY_OVERRIDES, d.policy, d.mode.value, d.override, d.overridden.value).inc()

@@ -86,10 +86,11 @@ class Runtime:
         metrics.LAST_RELOAD.set(self.loaded_at)
         metrics.CONFIG_INFO.info({"hash": self._setup.config_hash, "path": self.path})
         metrics.set_policy_modes({p.name: p.mode.value for p in self.config.policies.values()})
+        s = self._setup
         metrics.init_series(
             [(p.name, p.mode.value) for p in self.config.active()],
-            checks=CHECKS,
-            auth=self.config.auth_active,
+            checks={name: spec.results for name, spec in CHECKS.items()},
+            methods={m.name: m.results for m in (*s.mail_methods, *s.eom_methods)},
         )
 
     def reload(self) -> bool:

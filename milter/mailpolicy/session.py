@@ -32,15 +32,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailpolicy import dns, events, metrics, policy
-from mailpolicy.auth import AuthResults, DmarcResult
-from mailpolicy.auth import dkim as auth_dkim
-from mailpolicy.auth import dmarc as auth_dmarc
+from mailpolicy.auth import AuthResults
 from mailpolicy.auth import header as auth_header
-from mailpolicy.auth import spf as auth_spf
-from mailpolicy.checks import CHECKS, CheckSpec, Stage
+from mailpolicy.auth.base import MethodSpec
+from mailpolicy.auth.methods import METHODS, closure
+from mailpolicy.checks import CHECKS
+from mailpolicy.checks.base import CheckSpec
 from mailpolicy.config import Config
 from mailpolicy.message import Message
-from mailpolicy.model import Action, Decision, PolicyConfig, Reply
+from mailpolicy.model import Action, Decision, PolicyConfig, Reply, Stage
 from mailpolicy.state import Connection, Transaction, parse_ip
 from mailpolicy.text import Macro, Unreadable, clean, macro_text
 from mailpolicy.tls import TLS_MACROS, from_macros
@@ -104,39 +104,40 @@ class EomResponse:
 
 @dataclass(frozen=True)
 class Setup:
-    """A configuration compiled for the session: the active checks of each stage, in config order."""
+    """A configuration compiled for the session: the active checks of each stage, in config order,
+    and the authentication methods to run (every one with ``auth.enabled``, otherwise those the
+    active checks need, with what they need), in registry order."""
 
     config: Config
     mail_checks: tuple[tuple[CheckSpec, PolicyConfig], ...] = ()
     eom_checks: tuple[tuple[CheckSpec, PolicyConfig], ...] = ()
-    auth_active: bool = False
+    mail_methods: tuple[MethodSpec, ...] = ()
+    eom_methods: tuple[MethodSpec, ...] = ()
     config_hash: str = ""  # of the configuration file, recorded in every transaction event
 
     @classmethod
     def from_config(cls, config: Config, config_hash: str = "") -> Setup:
         active = [(CHECKS[p.name], p) for p in config.active()]
+        wanted = set(METHODS) if config.auth.enabled else {n for s, p in active for n in s.needs(p.options)}
+        methods = [m for name, m in METHODS.items() if name in closure(wanted)]
         return cls(
             config=config,
             mail_checks=tuple((s, p) for s, p in active if s.stage is Stage.MAIL),
             eom_checks=tuple((s, p) for s, p in active if s.stage is Stage.EOM),
-            auth_active=config.auth_active,
+            mail_methods=tuple(m for m in methods if m.stage is Stage.MAIL),
+            eom_methods=tuple(m for m in methods if m.stage is Stage.EOM),
             config_hash=config_hash,
         )
+
+    @property
+    def auth_active(self) -> bool:
+        """Whether any authentication method runs."""
+        return bool(self.mail_methods or self.eom_methods)
 
     @property
     def needs_message(self) -> bool:
         """Whether header and body callbacks are needed (authentication or an EOM check)."""
         return self.auth_active or bool(self.eom_checks)
-
-    def dkim_limits(self) -> auth_dkim.Limits:
-        a = self.config.auth
-        return auth_dkim.Limits(
-            max_signatures=a.dkim_max_signatures,
-            min_key_bits=a.dkim_min_key_bits,
-            max_key_bits=a.dkim_max_key_bits,
-            timeout=self.config.dns.timeout,
-            max_body_bytes=a.max_message_bytes,
-        )
 
 
 Macros = Mapping[str, Macro]
@@ -223,10 +224,17 @@ class Session:
         # An unreadable login is still a login: the MTA only sends it after a successful AUTH.
         txn.auth_user = macro_text(login)
         if setup.auth_active:
-            self._check_spf(txn)
+            txn.auth = AuthResults()
+            for method in setup.mail_methods:
+                self._run_method(txn, method)
         if setup.needs_message:
-            dkim = auth_dkim.Verifier(setup.dkim_limits()) if setup.auth_active else None
-            txn.message = Message(setup.config.auth.authserv_id, dkim, self.negotiated.leadspc)
+            feeds = []
+            a = txn.auth
+            for method in setup.eom_methods if a is not None else ():
+                if method.feed is not None and a is not None:
+                    a.feeds[method.name] = feed = method.feed(txn)
+                    feeds.append(feed)
+            txn.message = Message(setup.config.auth.authserv_id, feeds, self.negotiated.leadspc)
         for spec, cfg in setup.mail_checks:
             txn.decisions[cfg.name] = policy.evaluate(spec, cfg, txn)
         # Refuse at MAIL unless a recipient exemption means each RCPT must be looked at first.
@@ -300,10 +308,8 @@ class Session:
         edits: list[Edit] = list(self._header_edits(txn))
         if now is not None and now.action is Action.QUARANTINE:
             now.applied = True
-            opts = txn.setup.config.policies[now.policy].options
-            if opts.get("quarantine") == "header":
-                name, value = opts["quarantine_header"]
-                edits.append(AddHeader(name, value))
+            if now.quarantine_header is not None:
+                edits.append(AddHeader(*now.quarantine_header))
             else:
                 edits.append(Quarantine(f"mailpolicy {now.policy}: {now.result}"))
             txn.final_action = Action.QUARANTINE.value
@@ -369,8 +375,14 @@ class Session:
         for idx in reversed(m.forged if m is not None else []):
             metrics.AR_REMOVED.inc()
             yield DeleteHeader(auth_header.NAME, idx)
+        # A policy's override of a method's result is noted on that method's clauses.
+        notes = {
+            spec.annotates: f"override: {d.override}"
+            for d in txn.decisions.values()
+            if d.override and (spec := CHECKS[d.policy]).annotates
+        }
         try:
-            value = auth_header.fold(auth_header.build(cfg.authserv_id, txn.auth))
+            value = auth_header.fold(auth_header.build(cfg.authserv_id, txn.auth, notes))
         except Exception:  # never by design; still, every accepted message carries our header
             metrics.child(metrics.CHECK_ERRORS, "header").inc()
             log.exception(
@@ -381,45 +393,51 @@ class Session:
             value = f"{cfg.authserv_id}; " + (f"dmarc={dmarc.result}" if dmarc is not None else "none")
         yield InsertHeader(auth_header.NAME, value, 0)
 
-    def _check_spf(self, txn: Transaction) -> None:
-        c = self.conn
-        txn.auth = AuthResults()
-        with dns.collect_errors(txn.auth.dns_errors):
-            txn.auth.spf = auth_spf.evaluate(
-                c.client_ip_text if c.client_ip is not None else None,
-                txn.mail_from or "",
-                c.helo[-1] if c.helo else None,
-                txn.setup.config.auth.spf_timeout,
-            )
-        metrics.child(metrics.AUTH_RESULTS, "spf", txn.auth.spf.result).inc()
-
-    def _check_message(self, txn: Transaction) -> None:
-        """DKIM and DMARC at end of message. An internal error becomes dmarc=temperror, logged
-        with the queue id and counted: the message is never lost to it."""
+    def _run_method(self, txn: Transaction, method: MethodSpec) -> None:
+        """One authentication method. A method whose input is missing (a method it needs could not
+        run) or that raises gets its ``unavailable`` result (a temperror), logged with the queue
+        id and counted: never a result computed from partial input, never a lost message."""
         a = txn.auth
         assert a is not None
-        m = txn.message
+        missing = next((n for n in method.needs if n in a.unavailable), None)
         try:
             with dns.collect_errors(a.dns_errors):
-                if m is None or not self.negotiated.message:
-                    txn.unreadable.append("message headers")
-                    a.dmarc = DmarcResult("temperror", reason="the MTA did not pass the message headers")
+                if missing is not None:
+                    result = method.unavailable(f"{missing} could not be evaluated")
+                    a.unavailable.add(method.name)
                 else:
-                    a.dkim = m.dkim.finish() if m.dkim is not None else []
-                    a.dmarc, a.header_from_domain = auth_dmarc.evaluate(
-                        m.from_values, a.spf, a.dkim, from_fields=m.from_count
-                    )
-        except Exception:  # the auth modules never raise by design; never lose the message if they do
+                    result = method.run(txn)
+        except Exception:  # the methods never raise by design; never lose the message if one does
             metrics.child(metrics.CHECK_ERRORS, "auth").inc()
             log.exception(
-                "authentication failed; dmarc is temperror",
-                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": "auth"},
+                "authentication method failed; its result is unavailable",
+                extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": method.name},
             )
-            a.dmarc = DmarcResult("temperror", reason="internal error")
-        for d in a.dkim:
-            metrics.child(metrics.AUTH_RESULTS, "dkim", d.result).inc()
-        assert a.dmarc is not None
-        metrics.child(metrics.AUTH_RESULTS, "dmarc", a.dmarc.result).inc()
+            result = method.unavailable("internal error")
+            a.unavailable.add(method.name)
+        self._record_method(txn, method, result)
+
+    @staticmethod
+    def _record_method(txn: Transaction, method: MethodSpec, result: object) -> None:
+        assert txn.auth is not None
+        txn.auth.results[method.name] = result
+        for word in method.words(result):
+            metrics.child(metrics.AUTH_RESULTS, method.name, word).inc()
+
+    def _check_message(self, txn: Transaction) -> None:
+        """The end-of-message methods (DKIM, ARC, DMARC), in registry order."""
+        a = txn.auth
+        assert a is not None
+        if txn.message is None or not self.negotiated.message:
+            txn.unreadable.append("message headers")
+            for method in txn.setup.eom_methods:
+                self._record_method(
+                    txn, method, method.unavailable("the MTA did not pass the message headers")
+                )
+                a.unavailable.add(method.name)
+            return
+        for method in txn.setup.eom_methods:
+            self._run_method(txn, method)
 
     def _finish(self, txn: Transaction, outcome: str, stage: str) -> None:
         c = self.conn

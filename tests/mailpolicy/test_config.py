@@ -32,8 +32,8 @@ def test_defaults_are_safe() -> None:
         "dmarc": Mode.MONITOR,
     }
     st = cfg.policies["require_starttls"]
-    assert st.options["reply"] == Reply("530", "5.7.0", "Must issue a STARTTLS command first")
-    assert cfg.policies["tls_min_version"].options["min_version"] == "TLSv1.2"
+    assert st.options.reply == Reply("530", "5.7.0", "Must issue a STARTTLS command first")
+    assert cfg.policies["tls_min_version"].options.min_version == "TLSv1.2"
 
 
 def test_reference_file_is_valid_and_equals_defaults() -> None:
@@ -113,9 +113,9 @@ def test_tempfail_gets_a_4xx_default_reply() -> None:
             }
         }
     )
-    assert str(cfg.policies["require_starttls"].options["reply"]).startswith("450 4.7.0")
-    assert cfg.policies["require_starttls"].options["action"] is Action.TEMPFAIL
-    assert str(cfg.policies["tls_min_version"].options["reply"]) == (
+    assert str(cfg.policies["require_starttls"].options.reply).startswith("450 4.7.0")
+    assert cfg.policies["require_starttls"].options.action is Action.TEMPFAIL
+    assert str(cfg.policies["tls_min_version"].options.reply) == (
         "450 4.7.0 TLS version too old: use TLSv1.3 or newer"
     )
 

@@ -29,8 +29,12 @@ import mailpolicy.policy
 import mailpolicy.session
 from mailpolicy import dns, metrics
 from mailpolicy.auth import spf as auth_spf
+from mailpolicy.auth.methods import METHODS
 from mailpolicy.checks import CHECKS
-from mailpolicy.model import Action, Mode
+from mailpolicy.model import OVERRIDE_REASONS, Action, Mode
+
+AUTH_WORDS = {name: m.results for name, m in METHODS.items()}
+POLICY_RESULTS = {name: spec.results for name, spec in CHECKS.items()}
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = {"require_starttls": "monitor", "spf": "enforce", "dmarc": "monitor", "tls_min_version": "off"}
@@ -43,8 +47,10 @@ _SCRIPT = """
 import sys
 from prometheus_client import REGISTRY, generate_latest
 from mailpolicy import metrics
+from mailpolicy.auth.methods import METHODS
 from mailpolicy.checks import CHECKS
-metrics.init_series({policies!r}, checks=CHECKS, auth={auth!r})
+methods = {{n: m.results for n, m in METHODS.items()}} if {auth!r} else {{}}
+metrics.init_series({policies!r}, checks={{n: s.results for n, s in CHECKS.items()}}, methods=methods)
 sys.stdout.write(generate_latest(REGISTRY).decode())
 """
 
@@ -98,7 +104,7 @@ def required(checks: list[str]) -> list[tuple[str, dict[str, str]]]:
     ]
     req += [
         ("mailpolicy_auth_results_total", {"method": m, "result": r})
-        for m, words in metrics.AUTH_RESULT_WORDS.items()
+        for m, words in AUTH_WORDS.items()
         for r in words
     ]
     req += [
@@ -137,7 +143,7 @@ def test_policy_decisions_follow_the_configured_modes(started: Scrape) -> None:
     decisions = list(series(started, "mailpolicy_policy_decisions_total"))
     assert {(d["policy"], d["mode"]) for d in decisions} == set(ACTIVE.items())  # tls_min_version is off
     for d in decisions:
-        assert d["result"] in metrics.POLICY_RESULTS[d["policy"]], d
+        assert d["result"] in POLICY_RESULTS[d["policy"]], d
         assert d["action"] in metrics.ACTIONS, d
         assert d["result"] != "pass" or d["action"] == "continue", d  # pass never refuses
     exemptions = {(e["policy"], e["reason"]) for e in series(started, "mailpolicy_policy_exemptions_total")}
@@ -157,8 +163,8 @@ def test_labels_stay_within_the_documented_sets(started: Scrape) -> None:
         "mailpolicy_unreadable_inputs_total": {"input": {*metrics.UNREADABLE_NAMES, "other"}},
         "mailpolicy_connections_total": {"starttls": {"false"}, "tls_version": {"none"}},
         "mailpolicy_auth_results_total": {
-            "method": set(metrics.AUTH_RESULT_WORDS),
-            "result": {w for words in metrics.AUTH_RESULT_WORDS.values() for w in words},
+            "method": set(AUTH_WORDS),
+            "result": {w for words in AUTH_WORDS.values() for w in words},
         },
         "mailpolicy_dns_queries_total": {
             "type": set(metrics.DNS_TYPES),
@@ -167,12 +173,18 @@ def test_labels_stay_within_the_documented_sets(started: Scrape) -> None:
         "mailpolicy_policy_decisions_total": {
             "policy": set(ACTIVE),
             "mode": set(metrics.MODES),
-            "result": {w for words in metrics.POLICY_RESULTS.values() for w in words},
+            "result": {w for words in POLICY_RESULTS.values() for w in words},
             "action": set(metrics.ACTIONS),
         },
         "mailpolicy_policy_exemptions_total": {
             "policy": set(ACTIVE),
             "reason": set(metrics.EXEMPTION_REASONS),
+        },
+        "mailpolicy_policy_overrides_total": {
+            "policy": set(ACTIVE),
+            "mode": set(metrics.MODES),
+            "reason": set(metrics.OVERRIDE_REASONS),
+            "overridden_action": set(metrics.ACTIONS) - {"continue"},
         },
     }
     for name, samples in started.items():
@@ -188,7 +200,7 @@ def test_labels_stay_within_the_documented_sets(started: Scrape) -> None:
         metrics.RELOADS: metrics.RELOAD_RESULTS,
         metrics.UNREADABLE_INPUTS: (*metrics.UNREADABLE_NAMES, "other"),
         metrics.DNS_QUERIES: metrics.DNS_OUTCOMES,
-        metrics.AUTH_RESULTS: tuple(metrics.AUTH_RESULT_WORDS),
+        metrics.AUTH_RESULTS: tuple(AUTH_WORDS),
     }
     for metric, words in helps.items():
         documentation = metric._documentation
@@ -224,33 +236,33 @@ def test_the_sets_are_what_the_code_counts() -> None:
     assert {m.value for m in Mode} - {"off"} == set(metrics.MODES)
     exempt = set(re.findall(r'\.exempt = "(\w+)"', inspect.getsource(mailpolicy.policy)))
     assert exempt == set(metrics.EXEMPTION_REASONS)
+    assert metrics.OVERRIDE_REASONS == OVERRIDE_REASONS
     assert tuple(dns.OUTCOMES) == metrics.DNS_OUTCOMES
     assert dns._TYPES | {"other"} == set(metrics.DNS_TYPES)
-    assert tuple(auth_spf.RESULTS) == metrics.AUTH_RESULT_WORDS["spf"]
+    assert tuple(auth_spf.RESULTS) == AUTH_WORDS["spf"]
     dkim = inspect.getsource(mailpolicy.auth.dkim)
     dkim_words = set(re.findall(r'res\.result, res\.reason = "(\w+)"', dkim))
     dkim_words |= set(re.findall(r'_result\([^()]*(?:\([^()]*\))?[^()]*, "(\w+)"', dkim))
-    assert dkim_words == set(metrics.AUTH_RESULT_WORDS["dkim"])
+    assert dkim_words == set(AUTH_WORDS["dkim"])
     dmarc = inspect.getsource(mailpolicy.auth.dmarc)
     dmarc_words = set(re.findall(r'DmarcResult\("(\w+)"', dmarc)) | set(
         re.findall(r'res\.result = "(\w+)"', dmarc)
     )
-    dmarc_words |= set(re.findall(r'DmarcResult\("(\w+)"', session))
-    assert dmarc_words == set(metrics.AUTH_RESULT_WORDS["dmarc"])
+    assert dmarc_words == set(AUTH_WORDS["dmarc"])
     # a check's decisions: the words its module returns, and temperror when it raises (policy.run_check)
-    assert set(metrics.POLICY_RESULTS) == set(CHECKS)
+    assert set(POLICY_RESULTS) == set(CHECKS)
     for module in (mailpolicy.checks.starttls, mailpolicy.checks.tls_version):
         name = module.SPEC.name
         words = set(re.findall(r'Verdict\("(\w+)"', inspect.getsource(module))) | {"temperror"}
-        assert words == set(metrics.POLICY_RESULTS[name]), name
+        assert words == set(POLICY_RESULTS[name]), name
     assert 'Verdict("temperror"' in inspect.getsource(mailpolicy.policy.run_check)
     for name in ("spf", "dmarc"):  # their verdicts carry the authentication result word
-        assert metrics.POLICY_RESULTS[name] == metrics.AUTH_RESULT_WORDS[name]
+        assert POLICY_RESULTS[name] == AUTH_WORDS[name]
 
 
 def test_reload_adds_the_new_modes_and_keeps_counts() -> None:
     key = {"policy": "spf", "mode": "monitor", "result": "fail", "action": "reject"}
-    metrics.init_series([("spf", "monitor")], checks=CHECKS)
+    metrics.init_series([("spf", "monitor")], checks=POLICY_RESULTS, methods=AUTH_WORDS)
     assert REGISTRY.get_sample_value("mailpolicy_policy_decisions_total", key) is not None
     metrics.child(metrics.POLICY_DECISIONS, *key.values()).inc()
     errors = {"callback": "eom"}
@@ -258,7 +270,7 @@ def test_reload_adds_the_new_modes_and_keeps_counts() -> None:
     before = REGISTRY.get_sample_value("mailpolicy_callback_errors_total", errors)
     counted = REGISTRY.get_sample_value("mailpolicy_policy_decisions_total", key)
     # the reload switches spf to enforce: its enforce series appear, the monitor counts stay
-    metrics.init_series([("spf", "enforce")], checks=CHECKS)
+    metrics.init_series([("spf", "enforce")], checks=POLICY_RESULTS, methods=AUTH_WORDS)
     assert (
         REGISTRY.get_sample_value("mailpolicy_policy_decisions_total", {**key, "mode": "enforce"}) is not None
     )
@@ -268,10 +280,10 @@ def test_reload_adds_the_new_modes_and_keeps_counts() -> None:
 
 def test_bad_mode_is_refused_and_off_decides_nothing() -> None:
     with pytest.raises(ValueError, match="mode"):
-        metrics.init_series([("spf", "enforcing")], checks=CHECKS)
-    assert metrics.policy_label_sets("spf", "monitor")
+        metrics.init_series([("spf", "enforcing")], checks=POLICY_RESULTS, methods=AUTH_WORDS)
+    assert metrics.policy_label_sets("spf", "monitor", POLICY_RESULTS["spf"])
     with pytest.raises(ValueError):
-        metrics.policy_label_sets("spf", "off")
+        metrics.policy_label_sets("spf", "off", POLICY_RESULTS["spf"])
 
 
 def test_without_auth_no_auth_or_dns_series_and_the_total_stays_small() -> None:

@@ -611,3 +611,30 @@ def test_queue_id_from_mail_macros_as_sendmail_sends_it(emitted: list[dict[str, 
     s.end_of_headers()
     s.eom({"i": "B3F8020E4D2"})
     assert emitted[-1]["queue_id"] == "B3F8020E4D2"
+
+
+def test_a_failing_method_makes_what_needs_it_temperror_never_a_fail(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A method that raises gets its ``unavailable`` result, and a method that needs it (DMARC
+    needs DKIM) is not computed from the gap: DMARC is temperror, so nothing is refused for it."""
+    import dataclasses
+
+    from mailpolicy.auth import methods
+
+    def boom(txn: object) -> object:
+        raise RuntimeError("verifier bug")
+
+    monkeypatch.setitem(methods.METHODS, "dkim", dataclasses.replace(methods.METHODS["dkim"], run=boom))
+    s = session(policies={"dmarc": {"mode": "enforce"}})
+    connect(s)
+    msg = dkimkeys.sign(message(), "good.example", "sel", dkimkeys.rsa_key())
+    _, _, eom = send(s, b"<bounce@good.example>", msg)
+    assert eom is not None and eom.response == Response()
+    [value] = ar_values(eom)
+    assert "dmarc=temperror" in value and "dkim=" not in value
+    rec = emitted[-1]
+    assert rec["dkim"] == [] and rec["dmarc"]["result"] == "temperror"
+    assert rec["dmarc"]["reason"] == "dkim could not be evaluated"
+    assert rec["policies"]["dmarc"]["action"] == "continue"
+    parse_strict(value)

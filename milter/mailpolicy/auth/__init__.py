@@ -1,12 +1,14 @@
 """Message authentication: SPF (pyspf), DKIM (dkimpy), DMARC (RFC 9989, own code) and the one
 RFC 8601 Authentication-Results header we add. The adapter collects the data and calls these
-modules; the ``spf`` and ``dmarc`` checks read the results from ``txn.auth``.
+modules; the ``spf`` and ``dmarc`` checks read the results from ``txn.auth``. Each method module
+declares itself with a ``METHOD`` (:mod:`mailpolicy.auth.base`), listed in
+:mod:`mailpolicy.auth.methods`.
 
 Module names ``spf``/``dkim`` here never shadow the libraries: every import is absolute."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -73,15 +75,60 @@ class DmarcResult:
         }
 
 
-@dataclass
 class AuthResults:
-    """Everything one transaction's authentication found."""
+    """Everything one transaction's authentication found: one result per method that ran, by
+    method name (``results``), and the per-transaction state of the methods that read the message
+    (``feeds``). ``spf``, ``dkim`` and ``dmarc`` name the built-in methods' results."""
 
-    spf: SpfResult | None = None
-    dkim: list[DkimResult] = field(default_factory=list)
-    dmarc: DmarcResult | None = None
-    header_from_domain: str | None = None
-    dns_errors: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        spf: SpfResult | None = None,
+        dkim: list[DkimResult] | None = None,
+        dmarc: DmarcResult | None = None,
+        header_from_domain: str | None = None,
+        dns_errors: list[str] | None = None,
+    ) -> None:
+        self.results: dict[str, Any] = {}
+        self.feeds: dict[str, Any] = {}
+        self.unavailable: set[str] = set()  # methods that could not run (their result says why)
+        self.header_from_domain = header_from_domain
+        self.dns_errors: list[str] = dns_errors if dns_errors is not None else []
+        for name, value in (("spf", spf), ("dkim", dkim), ("dmarc", dmarc)):
+            if value is not None:
+                self.results[name] = value
+
+    @property
+    def spf(self) -> SpfResult | None:
+        res: SpfResult | None = self.results.get("spf")
+        return res
+
+    @spf.setter
+    def spf(self, value: SpfResult | None) -> None:
+        self._set("spf", value)
+
+    @property
+    def dkim(self) -> list[DkimResult]:
+        res: list[DkimResult] = self.results.get("dkim", [])
+        return res
+
+    @dkim.setter
+    def dkim(self, value: list[DkimResult]) -> None:
+        self._set("dkim", value)
+
+    @property
+    def dmarc(self) -> DmarcResult | None:
+        res: DmarcResult | None = self.results.get("dmarc")
+        return res
+
+    @dmarc.setter
+    def dmarc(self, value: DmarcResult | None) -> None:
+        self._set("dmarc", value)
+
+    def _set(self, name: str, value: Any) -> None:
+        if value is None:
+            self.results.pop(name, None)
+        else:
+            self.results[name] = value
 
     @property
     def authenticated(self) -> bool:
@@ -90,12 +137,13 @@ class AuthResults:
         return any(d.result == "pass" and d.aligned for d in self.dkim)
 
     def record(self) -> dict[str, Any]:
-        """The authentication fields of the transaction event (shared-notes/event-schema.md)."""
-        return {
-            "header_from_domain": self.header_from_domain,
-            "spf": self.spf.record() if self.spf else None,
-            "dkim": [d.record() for d in self.dkim],
-            "dmarc": self.dmarc.record() if self.dmarc else None,
-            "authenticated": self.authenticated,
-            "dns_errors": list(self.dns_errors),
-        }
+        """The authentication fields of the transaction event: one per registered method (its
+        ``empty`` value when it did not run)."""
+        from mailpolicy.auth.methods import METHODS
+
+        rec: dict[str, Any] = {"header_from_domain": self.header_from_domain}
+        for name, spec in METHODS.items():
+            rec[name] = spec.record(self.results[name]) if name in self.results else spec.empty
+        rec["authenticated"] = self.authenticated
+        rec["dns_errors"] = list(self.dns_errors)
+        return rec

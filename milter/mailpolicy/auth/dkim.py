@@ -39,7 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dkim as dkimpy
 import dkim.crypto
@@ -51,7 +51,13 @@ from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizatio
 from dkim.util import parse_tag_value
 
 from mailpolicy import dns, metrics
-from mailpolicy.auth import DkimResult
+from mailpolicy.auth import DkimResult, header
+from mailpolicy.auth.base import MethodSpec
+from mailpolicy.model import Stage
+
+if TYPE_CHECKING:
+    from mailpolicy.config import Config
+    from mailpolicy.state import Transaction
 
 log = logging.getLogger("mailpolicy.auth.dkim")
 
@@ -752,3 +758,64 @@ def _unparsable(message: bytes, max_signatures: int) -> list[DkimResult]:
     for raw in list(raws)[:max_signatures]:
         out.append(_result(_Signature(raw=(b"DKIM-Signature", raw)), "permerror", "unparsable message"))
     return out
+
+
+# ---- the method --------------------------------------------------------------------------------
+
+
+def limits_of(config: Config) -> Limits:
+    """The verification limits a configuration sets (shared with ARC)."""
+    a = config.auth
+    return Limits(
+        max_signatures=a.dkim_max_signatures,
+        min_key_bits=a.dkim_min_key_bits,
+        max_key_bits=a.dkim_max_key_bits,
+        timeout=config.dns.timeout,
+        max_body_bytes=a.max_message_bytes,
+    )
+
+
+def _feed(txn: Transaction) -> Verifier:
+    return Verifier(limits_of(txn.setup.config))
+
+
+def _run(txn: Transaction) -> list[DkimResult]:
+    assert txn.auth is not None
+    feed = txn.auth.feeds.get("dkim")
+    return feed.finish() if isinstance(feed, Verifier) else []
+
+
+def _clauses(results: list[DkimResult], note: str | None) -> list[str]:
+    out = []
+    for d in results:
+        bits = f"{d.bits}-bit key" if d.bits and d.result in ("pass", "fail", "policy") else None
+        comment = "; ".join(c for c in (bits, note) if c) or None
+        out.append(
+            header.resinfo(
+                "dkim",
+                d.result,
+                comment,
+                d.reason if d.reason and d.result != "pass" else None,
+                [
+                    ("header.d", d.domain or ""),
+                    ("header.b", d.b or ""),
+                    ("header.s", d.selector or ""),
+                    ("header.a", d.algorithm or ""),
+                ],
+            )
+        )
+    return out
+
+
+METHOD = MethodSpec(
+    name="dkim",
+    stage=Stage.EOM,
+    run=_run,
+    results=("pass", "fail", "neutral", "policy", "temperror", "permerror"),
+    words=lambda results: [d.result for d in results],
+    clauses=_clauses,
+    record=lambda results: [d.record() for d in results],
+    unavailable=lambda why: [],
+    feed=_feed,
+    empty=[],
+)

@@ -41,9 +41,15 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailpolicy import dns
-from mailpolicy.auth import DkimResult, DmarcResult, SpfResult
+from mailpolicy.auth import DkimResult, DmarcResult, SpfResult, header
+from mailpolicy.auth.base import MethodSpec
+from mailpolicy.model import Stage
+
+if TYPE_CHECKING:
+    from mailpolicy.state import Transaction
 from mailpolicy.auth.address import AddressError, domain_key, parse_mailboxes
 
 _POLICIES = ("none", "quarantine", "reject")
@@ -401,3 +407,33 @@ def _safe_aligned(ev: Evaluator, ident: str | None, author: str, mode: str) -> b
         return ev.aligned(ident, author, mode)
     except DmarcTempError:
         return False
+
+
+# ---- the method --------------------------------------------------------------------------------
+
+
+def _run(txn: Transaction) -> DmarcResult:
+    a, m = txn.auth, txn.message
+    assert a is not None and m is not None
+    res, a.header_from_domain = evaluate(m.from_values, a.spf, a.dkim, from_fields=m.from_count)
+    return res
+
+
+def _clauses(res: DmarcResult, note: str | None) -> list[str]:
+    props = [("header.from", res.domain or "")]
+    if res.policy and res.result != "none":
+        props.append(("policy.dmarc", res.policy))
+    return [header.resinfo("dmarc", res.result, note, None, props)]
+
+
+METHOD = MethodSpec(
+    name="dmarc",
+    stage=Stage.EOM,
+    run=_run,
+    results=("pass", "fail", "none", "temperror", "permerror"),
+    words=lambda res: (res.result,),
+    clauses=_clauses,
+    record=lambda res: res.record(),
+    unavailable=lambda why: DmarcResult("temperror", reason=why),
+    needs=("spf", "dkim"),
+)

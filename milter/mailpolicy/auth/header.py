@@ -11,7 +11,7 @@ in strict mode."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mailpolicy.auth import AuthResults
 from mailpolicy.auth.address import skip_cfws
@@ -49,7 +49,7 @@ def token_or_quoted(text: str, limit: int = 100) -> str:
     return text if _TOKEN.fullmatch(text) else quoted(text)
 
 
-def _resinfo(
+def resinfo(
     method: str, result: str, comment: str | None, reason: str | None, props: list[tuple[str, str]]
 ) -> str:
     """One ``method=result`` clause. Properties whose value is plain ``ptext`` come first; a value
@@ -76,35 +76,15 @@ def _resinfo(
     return out
 
 
-def build(authserv_id: str, res: AuthResults) -> str:
-    """The header *value* (without the field name), on one line."""
+def build(authserv_id: str, res: AuthResults, notes: Mapping[str, str] | None = None) -> str:
+    """The header *value* (without the field name), on one line: the clauses of every method that
+    ran, in registry order; ``notes`` (by method name) are written as comments on its clauses."""
+    from mailpolicy.auth.methods import METHODS
+
     parts: list[str] = []
-    if res.spf is not None:
-        spf = res.spf
-        prop = "smtp.mailfrom" if spf.scope == "mailfrom" else "smtp.helo"
-        parts.append(_resinfo("spf", spf.result, None, None, [(prop, spf.identity)]))
-    for d in res.dkim:
-        comment = f"{d.bits}-bit key" if d.bits and d.result in ("pass", "fail", "policy") else None
-        parts.append(
-            _resinfo(
-                "dkim",
-                d.result,
-                comment,
-                d.reason if d.reason and d.result != "pass" else None,
-                [
-                    ("header.d", d.domain or ""),
-                    ("header.b", d.b or ""),
-                    ("header.s", d.selector or ""),
-                    ("header.a", d.algorithm or ""),
-                ],
-            )
-        )
-    if res.dmarc is not None:
-        dm = res.dmarc
-        props = [("header.from", dm.domain or "")]
-        if dm.policy and dm.result != "none":
-            props.append(("policy.dmarc", dm.policy))
-        parts.append(_resinfo("dmarc", dm.result, None, None, props))
+    for name, spec in METHODS.items():
+        if name in res.results:
+            parts += spec.clauses(res.results[name], (notes or {}).get(name))
     return "; ".join([authserv_id, *(parts or ["none"])])
 
 

@@ -17,11 +17,17 @@ import dataclasses
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import spf as pyspf
 
 from mailpolicy import dns, metrics
-from mailpolicy.auth import SpfResult
+from mailpolicy.auth import SpfResult, header
+from mailpolicy.auth.base import MethodSpec
+from mailpolicy.model import Stage
+
+if TYPE_CHECKING:
+    from mailpolicy.state import Transaction
 
 dns.hook_pyspf()  # pyspf never reaches the system resolver, even before dns.install()
 
@@ -112,3 +118,33 @@ def _check(
     if res not in RESULTS:
         res = "permerror"
     return SpfResult(res, scope, domain, identity, str(expl)[:200])
+
+
+# ---- the method --------------------------------------------------------------------------------
+
+
+def _run(txn: Transaction) -> SpfResult:
+    c = txn.conn
+    return evaluate(
+        c.client_ip_text if c.client_ip is not None else None,
+        txn.mail_from or "",
+        c.helo[-1] if c.helo else None,
+        txn.setup.config.auth.spf_timeout,
+    )
+
+
+def _clauses(res: SpfResult, note: str | None) -> list[str]:
+    prop = "smtp.mailfrom" if res.scope == "mailfrom" else "smtp.helo"
+    return [header.resinfo("spf", res.result, note, None, [(prop, res.identity)])]
+
+
+METHOD = MethodSpec(
+    name="spf",
+    stage=Stage.MAIL,
+    run=_run,
+    results=RESULTS,
+    words=lambda res: (res.result,),
+    clauses=_clauses,
+    record=lambda res: res.record(),
+    unavailable=lambda why: SpfResult("temperror", "mailfrom", None, "", why),
+)

@@ -6,18 +6,43 @@ continue), capped by ``max_action``. ``temperror`` -> ``temperror_action`` (cont
 auth/dmarc.py) -> ``permerror_action``, ``reject`` by default: the sender fully controls the From
 field, so a message without a usable one must not walk past an enforced DMARC policy (RFC 9989
 11.5; RFC 5322 requires exactly one From). pass and none always continue. Quarantine is the milter
-quarantine (Postfix hold queue) or, with ``quarantine = "header"``, an added header."""
+quarantine (Postfix hold queue) or, with ``quarantine = "header"``, an added header.
+
+Overrides (the reasons of RFC 9990): a ``fail`` that would be refused or quarantined is accepted
+instead, with the reason recorded, when
+- ``trusted_forwarder``: the client is in ``trusted_forwarders``, or the message carries a valid ARC
+  chain (``arc=pass``) whose newest sets are all sealed by ``trusted_arc_sealers`` and one of those
+  trusted sets' ARC-Authentication-Results recorded a pass for the author domain (``dmarc=pass
+  header.from=<author domain>``, or a ``dkim=pass`` / ``spf=pass`` whose domain is the author
+  domain, a parent or a subdomain of it);
+- ``mailing_list``: the message has a List-Id naming a list in ``mailing_lists`` (``"*"``: any), and
+  the list's own domain authenticated it (a DKIM pass or an SPF pass for the list identifier's
+  domain or a parent of it); ``mailing_list_action`` says what such a message gets (``continue``,
+  or ``quarantine`` instead of a reject).
+Exemptions are overrides too (``local_policy``, set by :mod:`mailpolicy.policy`). Nothing in the
+message alone can trigger an override: the forwarder's network, a sealer's signature or the list
+domain's authentication must vouch for it, and each of those is configured by the admin."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mailpolicy.checks import CheckSpec, Option, Stage, parse_action, parse_optional_reply
+from mailpolicy.checks.base import (
+    CheckSpec,
+    Option,
+    parse_action,
+    parse_domains,
+    parse_networks,
+    parse_optional_reply,
+)
 from mailpolicy.checks.spf import finalize_replies
-from mailpolicy.model import ACTION_SEVERITY, Action, PolicyConfig, Reply, Verdict
+from mailpolicy.model import ACTION_SEVERITY, Action, IPNetwork, PolicyConfig, Reply, Stage, Verdict
 
 if TYPE_CHECKING:
+    from mailpolicy.auth import AuthResults, DmarcResult
     from mailpolicy.state import Transaction
 
 DEFAULT_REJECT = "550 5.7.1 Message rejected by the DMARC policy of the sender domain"
@@ -26,26 +51,163 @@ DEFAULT_PERMERROR = "550 5.7.1 Message rejected: its From header field gives no 
 _BY_DISPOSITION = {"reject": Action.REJECT, "quarantine": Action.QUARANTINE, "none": Action.CONTINUE}
 
 
+@dataclass(frozen=True)
+class Options:
+    max_action: Action
+    quarantine: str  # "hold" | "header"
+    quarantine_header: tuple[str, str]
+    temperror_action: Action
+    permerror_action: Action
+    permerror_reply: Reply
+    reject_reply: Reply
+    tempfail_reply: Reply
+    trusted_arc_sealers: tuple[str, ...] = ()
+    trusted_forwarders: tuple[IPNetwork, ...] = ()
+    mailing_lists: tuple[str, ...] = ()
+    mailing_list_action: Action = Action.CONTINUE
+
+    @property
+    def how_quarantined(self) -> tuple[str, str] | None:
+        return self.quarantine_header if self.quarantine == "header" else None
+
+
 def run(txn: Transaction, cfg: PolicyConfig) -> Verdict:
     dm = txn.auth.dmarc if txn.auth is not None else None
     if dm is None:
         return Verdict("none")
     details: dict[str, Any] = {"domain": dm.domain, "policy": dm.policy, "disposition": dm.disposition}
-    o = cfg.options
+    o: Options = cfg.options
     if dm.result == "fail":
         action = _BY_DISPOSITION.get(dm.disposition, Action.CONTINUE)
-        cap: Action = o["max_action"]
-        if ACTION_SEVERITY[action] > ACTION_SEVERITY[cap]:
-            action = cap
-        return Verdict("fail", action, o["reject_reply"] if action is Action.REJECT else None, details)
-    if dm.result == "temperror" and o["temperror_action"] is Action.TEMPFAIL:
-        return Verdict("temperror", Action.TEMPFAIL, o["tempfail_reply"], details)
+        if ACTION_SEVERITY[action] > ACTION_SEVERITY[o.max_action]:
+            action = o.max_action
+        if action is not Action.CONTINUE:
+            found = override(txn, o, dm)
+            if found is not None:
+                reason, by = found
+                details["override_by"] = by
+                new = Action.CONTINUE
+                if reason == "mailing_list" and o.mailing_list_action is Action.QUARANTINE:
+                    new = Action.QUARANTINE
+                return Verdict(
+                    "fail",
+                    new,
+                    details=details,
+                    quarantine_header=o.how_quarantined,
+                    override=reason,
+                    overridden=action,
+                )
+        reply = o.reject_reply if action is Action.REJECT else None
+        return Verdict("fail", action, reply, details, quarantine_header=o.how_quarantined)
+    if dm.result == "temperror" and o.temperror_action is Action.TEMPFAIL:
+        return Verdict("temperror", Action.TEMPFAIL, o.tempfail_reply, details)
     if dm.result == "permerror":
         details["author_problem"] = dm.author_problem
-        action = o["permerror_action"]
-        replies = {Action.REJECT: o["permerror_reply"], Action.TEMPFAIL: o["tempfail_reply"]}
-        return Verdict("permerror", action, replies.get(action), details)
+        replies = {Action.REJECT: o.permerror_reply, Action.TEMPFAIL: o.tempfail_reply}
+        return Verdict(
+            "permerror",
+            o.permerror_action,
+            replies.get(o.permerror_action),
+            details,
+            quarantine_header=o.how_quarantined,
+        )
     return Verdict(dm.result, details=details)
+
+
+# ---- overrides ---------------------------------------------------------------------------------
+
+
+def override(txn: Transaction, o: Options, dm: DmarcResult) -> tuple[str, str] | None:
+    """The override reason for a DMARC failure and what vouched for it, or None."""
+    ip = txn.client_ip
+    if ip is not None and o.trusted_forwarders:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        for net in o.trusted_forwarders:
+            if ip.version == net.version and ip in net:
+                return "trusted_forwarder", str(net)
+    a = txn.auth
+    author = (dm.domain or "").lower()
+    if a is None or not author:
+        return None
+    sealer = _trusted_sealer(a, o.trusted_arc_sealers, author)
+    if sealer is not None:
+        return "trusted_forwarder", sealer
+    m = txn.message
+    if (
+        o.mailing_lists
+        and m is not None
+        and m.list_id is not None
+        and _list_vouched(a, m.list_id, o.mailing_lists)
+    ):
+        return "mailing_list", m.list_id
+    return None
+
+
+def related(a: str, b: str) -> bool:
+    """The same domain, or one under the other (a strict form of relaxed alignment: sibling
+    subdomains of one organization do not count)."""
+    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+def _trusted_sealer(a: AuthResults, trusted: tuple[str, ...], author: str) -> str | None:
+    arc = a.results.get("arc")
+    if not trusted or arc is None or getattr(arc, "result", None) != "pass":
+        return None
+    sealers: list[str] = arc.sealers
+    aars: list[str] = arc.aar
+    # From the newest set down, while every sealer is trusted: each later hop is trusted too.
+    for i in range(len(sealers) - 1, -1, -1):
+        if sealers[i] not in trusted:
+            return None
+        if i < len(aars) and aar_vouches(aars[i], author):
+            return sealers[i]
+    return None
+
+
+_COMMENT = re.compile(r"\([^()]*\)")
+_RESINFO = re.compile(r"^\s*(spf|dkim|dmarc)\s*=\s*([A-Za-z]+)\b(.*)$", re.S)
+_PROP = re.compile(r"([A-Za-z]+\.[A-Za-z-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)")
+
+
+def aar_vouches(text: str, author: str) -> bool:
+    """Whether an ARC-Authentication-Results value (``authserv-id; method=result ...; ...``)
+    records an authentication pass for ``author``: ``dmarc=pass`` with ``header.from`` the author
+    domain, or ``dkim=pass`` (``header.d``, or the domain of ``header.i``) / ``spf=pass``
+    (``smtp.mailfrom``) with a domain related to it (see :func:`related`)."""
+    text = text[:4096]
+    for _ in range(3):  # nested comments, at most three deep; anything deeper is left as text
+        text = _COMMENT.sub(" ", text)
+    for part in text.split(";")[1:]:
+        m = _RESINFO.match(part)
+        if m is None or m.group(2).lower() != "pass":
+            continue
+        method = m.group(1).lower()
+        props = {k.lower(): v.strip('"').rpartition("@")[2].lower() for k, v in _PROP.findall(m.group(3))}
+        if method == "dmarc" and props.get("header.from") == author:
+            return True
+        if method == "dkim" and any(
+            related(props[k], author) for k in ("header.d", "header.i") if props.get(k)
+        ):
+            return True
+        if method == "spf" and props.get("smtp.mailfrom") and related(props["smtp.mailfrom"], author):
+            return True
+    return False
+
+
+def _list_vouched(a: AuthResults, list_id: str, lists: tuple[str, ...]) -> bool:
+    """A configured list whose own domain authenticated the message: a DKIM pass, or an SPF pass
+    for the MAIL FROM domain, of the list identifier's domain or a parent of it."""
+    if "*" not in lists and not any(list_id == d or list_id.endswith("." + d) for d in lists):
+        return False
+    domains = [d.domain for d in a.dkim if d.result == "pass" and d.domain]
+    if a.spf is not None and a.spf.result == "pass" and a.spf.scope == "mailfrom" and a.spf.domain:
+        domains.append(a.spf.domain)
+    return any(list_id == d.lower() or list_id.endswith("." + d.lower()) for d in domains)
+
+
+# ---- options -----------------------------------------------------------------------------------
 
 
 def _header(value: Any) -> tuple[str, str]:
@@ -73,10 +235,26 @@ def _quarantine(value: Any) -> str:
     return str(value)
 
 
+def _lists(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list) and "*" in value:
+        if len(value) > 1:
+            raise ValueError("'*' (any list) stands alone")
+        return ("*",)
+    return parse_domains(value)
+
+
+def _needs(o: Options) -> tuple[str, ...]:
+    return ("dmarc", "arc") if o.trusted_arc_sealers else ("dmarc",)
+
+
 SPEC = CheckSpec(
     name="dmarc",
     stage=Stage.EOM,
     run=run,
+    settings=Options,
+    results=("pass", "fail", "none", "temperror", "permerror"),
+    needs=_needs,
+    annotates="dmarc",
     options={
         "max_action": Option("reject", parse_action(Action.CONTINUE, Action.QUARANTINE, Action.REJECT)),
         "quarantine": Option("header", _quarantine),
@@ -88,6 +266,10 @@ SPEC = CheckSpec(
         "permerror_reply": Option("", parse_optional_reply),
         "reject_reply": Option("", parse_optional_reply),
         "tempfail_reply": Option("", parse_optional_reply),
+        "trusted_arc_sealers": Option([], parse_domains),
+        "trusted_forwarders": Option([], parse_networks),
+        "mailing_lists": Option([], _lists),
+        "mailing_list_action": Option("continue", parse_action(Action.CONTINUE, Action.QUARANTINE)),
     },
     finalize=_finalize,
 )

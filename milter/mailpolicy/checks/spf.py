@@ -5,10 +5,12 @@ Each result word maps to an action (continue, reject or tempfail); defaults: fai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mailpolicy.checks import CheckSpec, Option, Stage, parse_action, parse_optional_reply
-from mailpolicy.model import Action, PolicyConfig, Reply, Verdict
+from mailpolicy.auth import spf as auth_spf
+from mailpolicy.checks.base import CheckSpec, Option, parse_action, parse_optional_reply
+from mailpolicy.model import Action, PolicyConfig, Reply, Stage, Verdict
 
 if TYPE_CHECKING:
     from mailpolicy.state import Transaction
@@ -18,6 +20,18 @@ DEFAULT_REJECT = "550 5.7.23 SPF validation failed"
 DEFAULT_TEMPFAIL = "451 4.7.24 SPF validation error, try again later"
 
 
+@dataclass(frozen=True)
+class Options:
+    fail: Action
+    softfail: Action
+    neutral: Action
+    none: Action
+    permerror: Action
+    temperror: Action
+    reject_reply: Reply
+    tempfail_reply: Reply
+
+
 def run(txn: Transaction, cfg: PolicyConfig) -> Verdict:
     spf = txn.auth.spf if txn.auth is not None else None
     if spf is None:
@@ -25,10 +39,9 @@ def run(txn: Transaction, cfg: PolicyConfig) -> Verdict:
     details = {"scope": spf.scope, "domain": spf.domain}
     if spf.result == "pass" or spf.result not in RESULT_KEYS:
         return Verdict(spf.result, details=details)
-    action: Action = cfg.options[spf.result]
-    reply = {Action.REJECT: cfg.options["reject_reply"], Action.TEMPFAIL: cfg.options["tempfail_reply"]}.get(
-        action
-    )
+    o: Options = cfg.options
+    action: Action = getattr(o, spf.result)
+    reply = {Action.REJECT: o.reject_reply, Action.TEMPFAIL: o.tempfail_reply}.get(action)
     return Verdict(spf.result, action, reply, details)
 
 
@@ -55,6 +68,9 @@ SPEC = CheckSpec(
     name="spf",
     stage=Stage.MAIL,
     run=run,
+    settings=Options,
+    results=auth_spf.RESULTS,
+    needs=lambda options: ("spf",),
     options={
         "fail": Option("reject", _ACTION),
         "softfail": Option("continue", _ACTION),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mailpolicy.checks import CheckSpec, Option, Stage, parse_action, parse_optional_reply, reply_for_action
-from mailpolicy.model import Action, PolicyConfig, Verdict
+from mailpolicy.checks.base import CheckSpec, Option, parse_action, parse_optional_reply, reply_for_action
+from mailpolicy.model import Action, PolicyConfig, Reply, Stage, Verdict
 
 if TYPE_CHECKING:
     from mailpolicy.state import Transaction
@@ -16,10 +17,17 @@ DEFAULT_REPLIES = {
 }
 
 
+@dataclass(frozen=True)
+class Options:
+    action: Action
+    reply: Reply
+
+
 def run(txn: Transaction, cfg: PolicyConfig) -> Verdict:
     if txn.tls is not None:
         return Verdict("pass")
-    return Verdict("fail", cfg.options["action"], cfg.options["reply"])
+    o: Options = cfg.options
+    return Verdict("fail", o.action, o.reply)
 
 
 def _finalize(opts: dict[str, Any]) -> list[tuple[str, str]]:
@@ -30,6 +38,8 @@ SPEC = CheckSpec(
     name="require_starttls",
     stage=Stage.MAIL,
     run=run,
+    settings=Options,
+    results=("pass", "fail", "temperror"),
     options={
         "action": Option("reject", parse_action(Action.REJECT, Action.TEMPFAIL)),
         "reply": Option("", parse_optional_reply),

@@ -5,10 +5,11 @@ check cannot order gives ``permerror`` and never an action."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mailpolicy.checks import CheckSpec, Option, Stage, parse_action, parse_optional_reply, reply_for_action
-from mailpolicy.model import Action, PolicyConfig, Verdict
+from mailpolicy.checks.base import CheckSpec, Option, parse_action, parse_optional_reply, reply_for_action
+from mailpolicy.model import Action, PolicyConfig, Reply, Stage, Verdict
 from mailpolicy.tls import UNKNOWN, normalize_version, version_key
 
 if TYPE_CHECKING:
@@ -23,11 +24,19 @@ def parse_min_version(value: Any) -> str:
     raise ValueError(f"must be a TLS version such as 'TLSv1.2' or 'TLSv1.3' (got {value!r})")
 
 
+@dataclass(frozen=True)
+class Options:
+    min_version: str
+    action: Action
+    reply: Reply
+
+
 def run(txn: Transaction, cfg: PolicyConfig) -> Verdict:
     tls = txn.tls
     if tls is None:
         return Verdict("none")
-    floor: str = cfg.options["min_version"]
+    o: Options = cfg.options
+    floor = o.min_version
     details = {"tls_version": tls.version, "min_version": floor}
     have = version_key(tls.version)
     if have is None:
@@ -36,7 +45,7 @@ def run(txn: Transaction, cfg: PolicyConfig) -> Verdict:
     assert want is not None
     if have >= want:
         return Verdict("pass", details=details)
-    return Verdict("fail", cfg.options["action"], cfg.options["reply"], details)
+    return Verdict("fail", o.action, o.reply, details)
 
 
 def _finalize(opts: dict[str, Any]) -> list[tuple[str, str]]:
@@ -52,6 +61,8 @@ SPEC = CheckSpec(
     name="tls_min_version",
     stage=Stage.MAIL,
     run=run,
+    settings=Options,
+    results=("pass", "fail", "none", "permerror", "temperror"),
     options={
         "min_version": Option("TLSv1.2", parse_min_version),
         "action": Option("reject", parse_action(Action.REJECT, Action.TEMPFAIL)),
