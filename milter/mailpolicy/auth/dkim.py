@@ -81,11 +81,11 @@ _B64_OR_WSP_RUN = re.compile(rb"[\s0-9A-Za-z+/]*")
 _WSP_OR_EQ_TAIL = re.compile(rb"[\s=]*")
 _BTAG_START = re.compile(rb"[;\s]b\s*=")
 _BTAG_RUN = re.compile(rb"[\s0-9A-Za-z+/=]*")
-_DOMAIN_SPECIALS = re.compile(rb"[()<>\[\]:;@\\,]")
+DOMAIN_SPECIALS = re.compile(rb"[()<>\[\]:;@\\,]")
 _RUNS = re.compile(rb"[\t ]+")
 _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_TIME_SLOP = 36000  # dkimpy's 10 h leeway for t= and x=
+TIME_SLOP = 36000  # dkimpy's 10 h leeway for t= and x=
 
 
 class SignatureError(Exception):
@@ -196,11 +196,11 @@ class BodyHash:
 # ---- signature fields ----------------------------------------------------------------------
 
 
-def _unspace(value: bytes) -> bytes:
+def unspace(value: bytes) -> bytes:
     return value.translate(None, _WSP_BYTES)
 
 
-def _b64_shape(value: bytes) -> bool:
+def b64_shape(value: bytes) -> bool:
     """dkimpy's ``re.match(rb"[\\s0-9A-Za-z+/]+[\\s=]*$", value)``, in linear time: the longest
     run of the first class, then only the second class (a shorter first run cannot help, as the
     characters it gives back would have to be whitespace, which the second class takes anyway)."""
@@ -217,12 +217,12 @@ def check_fields(sig: dict[bytes, bytes], now: float) -> None:
     if sig[b"a"] not in HASHES:
         raise SignatureError("unknown signature algorithm")
     # dkimpy checks the shape of b= twice (its bh= check looks at b= too), then both lengths.
-    if not _b64_shape(sig[b"b"]) or len(_unspace(sig[b"b"])) % 4:
+    if not b64_shape(sig[b"b"]) or len(unspace(sig[b"b"])) % 4:
         raise SignatureError("b= value is not valid base64")
-    if len(_unspace(sig[b"bh"])) % 4:
+    if len(unspace(sig[b"bh"])) % 4:
         raise SignatureError("bh= value is not valid base64")
     d = sig[b"d"]
-    if d.isascii() and _DOMAIN_SPECIALS.search(d):
+    if d.isascii() and DOMAIN_SPECIALS.search(d):
         raise SignatureError("d= value is not valid")
     if b"i" in sig:
         i = sig[b"i"]
@@ -237,7 +237,7 @@ def check_fields(sig: dict[bytes, bytes], now: float) -> None:
         if not sig[b"t"].isdigit():
             raise SignatureError("t= value is not a decimal integer")
         t_sign = int(sig[b"t"])
-        if t_sign > now + _TIME_SLOP:
+        if t_sign > now + TIME_SLOP:
             raise SignatureError("t= value is in the future")
     if sig[b"v"] != b"1":
         raise SignatureError("v= value is not 1")
@@ -245,7 +245,7 @@ def check_fields(sig: dict[bytes, bytes], now: float) -> None:
         if not sig[b"x"].isdigit():
             raise SignatureError("x= value is not a decimal integer")
         x_sign = int(sig[b"x"])
-        if x_sign < now - _TIME_SLOP:
+        if x_sign < now - TIME_SLOP:
             raise SignatureError("x= value is past")
         if t_sign and x_sign < t_sign:
             raise SignatureError("x= value is less than t= value")
@@ -270,7 +270,7 @@ def strip_b_value(value: bytes) -> bytes:
     return bytes(out)
 
 
-def _relaxed_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+def relaxed_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     unfolded = value.replace(b"\r\n", b"").replace(b"\n", b"")
     return name.lower().rstrip(), _RUNS.sub(b" ", unfolded).strip() + b"\r\n"
 
@@ -297,12 +297,12 @@ def header_hash(
         taken[name] = used + 1
         fname, fvalue = fields[positions[len(positions) - 1 - used]]
         if relaxed:
-            fname, fvalue = _relaxed_header(fname, fvalue)
+            fname, fvalue = relaxed_header(fname, fvalue)
         h.update(fname + b":" + fvalue)
     sname, svalue = signature
     svalue = strip_b_value(svalue)
     if relaxed:
-        sname, svalue = _relaxed_header(sname, svalue)
+        sname, svalue = relaxed_header(sname, svalue)
     h.update(sname + b":" + svalue.rstrip())
     return h
 
@@ -311,7 +311,7 @@ def header_hash(
 
 
 @dataclass(frozen=True)
-class _KeyRecord:
+class KeyRecord:
     """What a key record's text says, parsed once (a pure function of the text)."""
 
     revoked: bool
@@ -324,7 +324,7 @@ class _KeyRecord:
 
 
 _CACHE_SIZE = 1024
-_records: OrderedDict[bytes, _KeyRecord] = OrderedDict()
+_records: OrderedDict[bytes, KeyRecord] = OrderedDict()
 _keys: OrderedDict[bytes, tuple[Any, Any, Any, rsa.RSAPublicKey | None]] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -351,23 +351,23 @@ def clear_key_cache() -> None:
         _keys.clear()
 
 
-def _key_record(txt: bytes) -> _KeyRecord:
+def key_record(txt: bytes) -> KeyRecord:
     """Parse a key record (raises on a malformed one, which is never cached). Cached by its text:
     the DNS answer itself stays TTL-bound in the resolver cache, a changed record is a new entry."""
-    hit: _KeyRecord | None = _cached(_records, txt)
+    hit: KeyRecord | None = _cached(_records, txt)
     if hit is not None:
         return hit
     tags = dict(parse_tag_value(txt))
     services = [x.strip().lower() for x in tags.get(b"s", b"*").split(b":")]
     flags = [x.strip().lower() for x in tags.get(b"t", b"").split(b":")]
     hashes = tags.get(b"h")
-    rec = _KeyRecord(
+    rec = KeyRecord(
         revoked=tags.get(b"p", b"x").strip() == b"",
         for_email=b"*" in services or b"email" in services,
         strict=b"s" in flags,
         hashes=None if hashes is None else tuple(h.strip().lower() for h in hashes.split(b":")),
         key_type=tags.get(b"k", b"rsa"),
-        data_len=len(_unspace(tags.get(b"p", b""))),
+        data_len=len(unspace(tags.get(b"p", b""))),
         # dkimpy compares s= as a whole string; it was checked as RFC 6376 3.6.1 says.
         record=b"; ".join(k + b"=" + v for k, v in tags.items() if k != b"s"),
     )
@@ -375,7 +375,7 @@ def _key_record(txt: bytes) -> _KeyRecord:
     return rec
 
 
-def _public_key(name: bytes, record: bytes) -> tuple[Any, Any, Any, rsa.RSAPublicKey | None]:
+def public_key(name: bytes, record: bytes) -> tuple[Any, Any, Any, rsa.RSAPublicKey | None]:
     """dkimpy's ``evaluate_pk`` (ASN.1 parse of the key) and, for RSA, the same key for OpenSSL;
     cached by record text. Only successes are cached: a failing record raises again each time,
     with the same message."""
@@ -584,7 +584,7 @@ class Verifier:
             res.reason = "no key for signature"
             return res
         try:
-            key = _key_record(txt[0])
+            key = key_record(txt[0])
         except Exception:
             res.reason = "malformed key record"
             return res
@@ -604,7 +604,7 @@ class Verifier:
             res.reason = f"key too large (over {self.limits.max_key_bits} bits)"
             return res
         try:
-            pk, keysize, ktag, fast_key = _public_key(name, key.record)
+            pk, keysize, ktag, fast_key = public_key(name, key.record)
         except Exception as exc:
             res.reason = f"bad key: {exc}"[:200]
             return res
@@ -627,8 +627,8 @@ class Verifier:
         # Body hash, then header hash and signature (RFC 6376 6.1.3).
         assert sig.body is not None and sig.include is not None
         try:
-            expected_bh = base64.b64decode(_unspace(tags[b"bh"]))
-            signature = base64.b64decode(_unspace(tags[b"b"]))
+            expected_bh = base64.b64decode(unspace(tags[b"bh"]))
+            signature = base64.b64decode(unspace(tags[b"b"]))
         except (binascii.Error, ValueError) as exc:
             res.reason = f"bad base64: {exc}"
             return res
@@ -678,13 +678,13 @@ def _rough_tags(raw: bytes) -> dict[bytes, bytes]:
     for part in raw.split(b";"):
         k, eq, v = part.partition(b"=")
         if eq:
-            out.setdefault(k.strip(), _unspace(v))
+            out.setdefault(k.strip(), unspace(v))
     return out
 
 
 def _result(sig: _Signature, result: str, reason: str) -> DkimResult:
     tags = sig.tags if sig.tags is not None else _rough_tags(sig.raw[1])
-    b = _text(_unspace(tags.get(b"b", b"")))
+    b = _text(unspace(tags.get(b"b", b"")))
     return DkimResult(
         result=result,
         domain=(_text(tags.get(b"d")) or "").lower() or None,
