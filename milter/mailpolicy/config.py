@@ -327,7 +327,8 @@ def parse(data: Mapping[str, Any]) -> Config:
     for name, spec in CHECKS.items():
         path = f"policies.{name}"
         raw = policies_raw.get(name, {})
-        schema = {**POLICY_KEYS, **spec.options}
+        mode = Option(spec.default_mode, POLICY_KEYS["mode"].parse)
+        schema = {**POLICY_KEYS, "mode": mode, **spec.options}
         values = _section(raw, path, schema, errors)
         opts = {k: v for k, v in values.items() if k in spec.options}
         if spec.finalize is not None and all(k in opts for k in spec.options):

@@ -68,6 +68,7 @@ def transaction_record(txn: Transaction) -> dict[str, Any]:
         rec["header_fields"] = m.fields
         rec["from_fields"] = m.from_count
         rec["authres_removed"] = len(m.forged)
+        rec["list_id"] = m.list_id
     return rec
 
 

@@ -43,6 +43,9 @@ class CheckSpec:
     options: Mapping[str, Option] = field(default_factory=dict)
     finalize: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None
     """Cross-key validation and derived defaults; returns (key, problem) pairs."""
+    default_mode: str = "monitor"
+    """The mode when the configuration does not name one (a check added later is ``off`` by
+    default, so that an upgrade does not start work nobody asked for)."""
     results: tuple[str, ...] = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
     """Every ``result`` its decisions can carry (temperror: the check raised); metric labels."""
     needs: Callable[[Any], tuple[str, ...]] = _no_needs
@@ -108,6 +111,23 @@ def parse_domain(item: Any) -> str:
 def parse_domains(value: Any) -> tuple[str, ...]:
     out: tuple[str, ...] = each(value, "['example.org', 'lists.example.net']", parse_domain)
     return out
+
+
+def parse_header(value: Any) -> tuple[str, str]:
+    """A header field to add, ``"Name: value"`` in printable ASCII."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string 'Name: value'")
+    m = re.fullmatch(r"([!-9;-~]+):[ \t]*([ -~]+)", value)
+    if not m:
+        raise ValueError(f"must be 'Header-Name: value' in printable ASCII (got {value!r})")
+    return m.group(1), m.group(2)
+
+
+def parse_quarantine(value: Any) -> str:
+    """How a quarantine is applied: ``hold`` (the MTA's quarantine) or ``header``."""
+    if value not in ("hold", "header"):
+        raise ValueError(f"must be 'hold' (milter quarantine) or 'header' (got {value!r})")
+    return str(value)
 
 
 def parse_action(*allowed: Action) -> Callable[[Any], Action]:

@@ -35,8 +35,10 @@ from mailpolicy.checks.base import (
     Option,
     parse_action,
     parse_domains,
+    parse_header,
     parse_networks,
     parse_optional_reply,
+    parse_quarantine,
 )
 from mailpolicy.checks.spf import finalize_replies
 from mailpolicy.model import ACTION_SEVERITY, Action, IPNetwork, PolicyConfig, Reply, Stage, Verdict
@@ -210,15 +212,6 @@ def _list_vouched(a: AuthResults, list_id: str, lists: tuple[str, ...]) -> bool:
 # ---- options -----------------------------------------------------------------------------------
 
 
-def _header(value: Any) -> tuple[str, str]:
-    if not isinstance(value, str):
-        raise ValueError("must be a string 'Name: value'")
-    m = re.fullmatch(r"([!-9;-~]+):[ \t]*([ -~]+)", value)
-    if not m:
-        raise ValueError(f"must be 'Header-Name: value' in printable ASCII (got {value!r})")
-    return m.group(1), m.group(2)
-
-
 def _finalize(opts: dict[str, Any]) -> list[tuple[str, str]]:
     problems = finalize_replies(opts, DEFAULT_REJECT, DEFAULT_TEMPFAIL)
     reply = opts.get("permerror_reply")
@@ -227,12 +220,6 @@ def _finalize(opts: dict[str, Any]) -> list[tuple[str, str]]:
     elif isinstance(reply, Reply) and not reply.permanent:
         problems.append(("permerror_reply", f"must be a 5xx reply (got {reply.code})"))
     return problems
-
-
-def _quarantine(value: Any) -> str:
-    if value not in ("hold", "header"):
-        raise ValueError(f"must be 'hold' (milter quarantine) or 'header' (got {value!r})")
-    return str(value)
 
 
 def _lists(value: Any) -> tuple[str, ...]:
@@ -257,8 +244,8 @@ SPEC = CheckSpec(
     annotates="dmarc",
     options={
         "max_action": Option("reject", parse_action(Action.CONTINUE, Action.QUARANTINE, Action.REJECT)),
-        "quarantine": Option("header", _quarantine),
-        "quarantine_header": Option("X-Mailpolicy-Quarantine: DMARC policy quarantine", _header),
+        "quarantine": Option("header", parse_quarantine),
+        "quarantine_header": Option("X-Mailpolicy-Quarantine: DMARC policy quarantine", parse_header),
         "temperror_action": Option("continue", parse_action(Action.CONTINUE, Action.TEMPFAIL)),
         "permerror_action": Option(
             "reject", parse_action(Action.CONTINUE, Action.QUARANTINE, Action.REJECT, Action.TEMPFAIL)
