@@ -638,3 +638,66 @@ def test_a_failing_method_makes_what_needs_it_temperror_never_a_fail(
     assert rec["dmarc"]["reason"] == "dkim could not be evaluated"
     assert rec["policies"]["dmarc"]["action"] == "continue"
     parse_strict(value)
+
+
+def forwarded(modify: bool = True) -> bytes:
+    """alice@good.example signs (p=reject); the list adds a footer (the signature breaks) after
+    recording ``dkim=pass`` in its AAR, and seals with d=lists.example.org."""
+    import dkim as dkimpy
+
+    signed = dkimkeys.sign(message(), "good.example", "sel", dkimkeys.rsa_key())
+    ar = (
+        b"Authentication-Results: lists.example.org; dkim=pass header.d=good.example;"
+        b" dmarc=pass header.from=good.example\r\n"
+    )
+    body_end = b"\r\n-- \r\nlist footer\r\n" if modify else b""
+    changed = ar + b"List-Id: Dev <dev.lists.example.org>\r\n" + signed + body_end
+    sets = dkimpy.arc_sign(
+        changed, b"sel", b"lists.example.org", dkimkeys.rsa_key().private, b"lists.example.org"
+    )
+    return b"".join(sets) + changed
+
+
+def test_a_forwarded_message_passes_arc_and_a_trusted_sealer_overrides_dmarc(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    zone.zone["sel._domainkey.lists.example.org"] = [("TXT", dkimkeys.rsa_key().record)]
+    # the list's server relays from its own address: SPF for good.example does not pass
+    untrusted = session(policies={"dmarc": {"mode": "enforce"}})
+    connect(untrusted, ip="203.0.113.5", helo="lists.example.org")
+    _, _, eom = send(untrusted, b"<alice@good.example>", forwarded())
+    assert eom is not None and eom.response.action is Action.REJECT
+    rec = emitted[-1]
+    assert rec["arc"]["result"] == "pass" and rec["arc"]["sealers"] == ["lists.example.org"]
+    assert rec["dmarc"]["result"] == "fail" and rec["list_id"] == "dev.lists.example.org"
+    assert rec["policies"]["dmarc"]["override"] is None
+
+    trusting = session(policies={"dmarc": {"mode": "enforce", "trusted_arc_sealers": ["lists.example.org"]}})
+    connect(trusting, ip="203.0.113.5", helo="lists.example.org")
+    _, _, eom = send(trusting, b"<alice@good.example>", forwarded())
+    assert eom is not None and eom.response == Response()
+    [value] = ar_values(eom)
+    assert "arc=pass (1 set) header.oldest-pass=0 smtp.remote-ip=203.0.113.5" in value
+    assert "dmarc=fail (override: trusted_forwarder) header.from=good.example" in value
+    parse_strict(value)
+    d = emitted[-1]["policies"]["dmarc"]
+    assert (d["action"], d["override"], d["overridden_action"]) == ("continue", "trusted_forwarder", "reject")
+    assert d["details"]["override_by"] == "lists.example.org"
+    # the same spoof sent directly, no chain: still refused
+    connect(trusting, ip="203.0.113.5", helo="lists.example.org")
+    _, _, eom = send(trusting, b"<alice@good.example>", message())
+    assert eom is not None and eom.response.action is Action.REJECT
+
+
+def test_a_broken_chain_is_arc_fail_and_the_arc_policy_can_act_on_it(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    zone.zone["sel._domainkey.lists.example.org"] = [("TXT", dkimkeys.rsa_key().record)]
+    sealed = forwarded()
+    broken = sealed.replace(b"list footer", b"list f00ter")  # changed after sealing
+    s = session(policies={"arc": {"mode": "enforce", "fail": "reject"}, "dmarc": {"mode": "monitor"}})
+    connect(s, ip="203.0.113.5")
+    _, _, eom = send(s, b"<alice@good.example>", broken)
+    assert eom is not None and eom.response.action is Action.REJECT
+    assert str(eom.response.reply) == "550 5.7.29 ARC validation failure"
+    assert emitted[-1]["arc"]["result"] == "fail" and emitted[-1]["policies"]["arc"]["applied"]

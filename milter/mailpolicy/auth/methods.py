@@ -11,9 +11,9 @@ from mailpolicy.auth.base import MethodSpec
 
 
 def _registry() -> dict[str, MethodSpec]:
-    from mailpolicy.auth import dkim, dmarc, spf
+    from mailpolicy.auth import arc, dkim, dmarc, spf
 
-    specs = (spf.METHOD, dkim.METHOD, dmarc.METHOD)
+    specs = (spf.METHOD, dkim.METHOD, arc.METHOD, dmarc.METHOD)
     seen: set[str] = set()
     for s in specs:
         missing = [n for n in s.needs if n not in seen]

@@ -11,9 +11,9 @@ from mailpolicy.checks.base import CheckSpec
 
 
 def _registry() -> dict[str, CheckSpec]:
-    from mailpolicy.checks import dmarc, spf, starttls, tls_version
+    from mailpolicy.checks import arc, dmarc, spf, starttls, tls_version
 
-    specs = (starttls.SPEC, tls_version.SPEC, spf.SPEC, dmarc.SPEC)
+    specs = (starttls.SPEC, tls_version.SPEC, spf.SPEC, dmarc.SPEC, arc.SPEC)
     return {s.name: s for s in specs}
 
 
