@@ -703,7 +703,7 @@ def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | N
     parsed as dkimpy does (LF or CRLF line ends; a leading ``From `` line skipped); None when a
     header line is neither a field nor a continuation."""
     lines = re.split(b"\r?\n", message)
-    fields: list[list[bytes]] = []
+    fields: list[tuple[bytes, list[bytes]]] = []  # (name, value lines): joined once at the end
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -713,17 +713,17 @@ def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | N
         if line[0] in (9, 32):
             if not fields:
                 return None
-            fields[-1][1] += line + b"\r\n"
+            fields[-1][1].append(line)
             continue
         m = re.match(rb"([\x21-\x7e]+?):", line)
         if m is not None:
-            fields.append([m.group(1), line[m.end(0) :] + b"\r\n"])
+            fields.append((m.group(1), [line[m.end(0) :]]))
         elif not line.startswith(b"From "):
             return None
     else:
         i = len(lines)
     body = b"\r\n".join(lines[i:])
-    return [(n, v) for n, v in fields], body
+    return [(n, b"\r\n".join(parts) + b"\r\n") for n, parts in fields], body
 
 
 def verify(
