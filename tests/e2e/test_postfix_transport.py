@@ -61,6 +61,8 @@ def test_monitor_plaintext_is_delivered_and_would_reject_is_counted(monitor_stac
         "action": "reject",
         "applied": False,
         "exempt": None,
+        "override": None,
+        "overridden_action": None,
         "reply": "530 5.7.0 Must issue a STARTTLS command first",
     }
     assert t["policies"]["tls_min_version"]["result"] == "none"
@@ -269,6 +271,8 @@ def test_enforce_exemptions_let_plaintext_through(
         "action": "continue",
         "applied": False,
         "exempt": exempt,
+        "override": "local_policy",  # an exemption is local policy (RFC 9990)
+        "overridden_action": "reject",
     }
     assert (
         enforce_stack.milter.metric(

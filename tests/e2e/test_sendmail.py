@@ -153,6 +153,8 @@ def test_plaintext_session(sm: SendmailStack) -> None:
         "action": "reject",
         "applied": False,
         "exempt": None,
+        "override": None,
+        "overridden_action": None,
         "reply": "530 5.7.0 Must issue a STARTTLS command first",
     }
     assert t["policies"]["tls_min_version"]["result"] == "none"

@@ -27,7 +27,7 @@ from mailpolicy.session import (
     setup_of,
 )
 from mailpolicy.text import Unreadable
-from support import dkimkeys, fakedns
+from support import dkimkeys, event_schema, fakedns
 from support.authres_strict import parse_strict
 
 AUTHSERV = "mx.test.example"
@@ -493,9 +493,10 @@ def test_property_every_event_line_is_valid_utf8_json(
     drive(session(), spec)
     assert emitted
     for rec in emitted:
-        line = events.encode({"ts": "x", "host": AUTHSERV, "schema": 1, **rec})
+        line = events.encode({"ts": "2026-12-02T00:00:00.000Z", "host": AUTHSERV, "schema": 1, **rec})
         decoded = json.loads(line.decode("utf-8"))
         assert decoded["event"] in ("transaction", "connection")
+        assert event_schema.problems(decoded) == []  # docs/event.schema.json
         assert FIELDS[decoded["event"]] <= set(decoded), FIELDS[decoded["event"]] - set(decoded)
         if decoded["event"] == "transaction":
             assert decoded["outcome"] in ("accepted", "rejected", "tempfailed", "quarantined", "aborted")

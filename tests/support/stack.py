@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from support import event_schema
 from support.dnsserver import DnsServer
 
 Event = dict[str, Any]
@@ -186,8 +187,12 @@ class MilterProcess:
         if self.own_dns is not None:
             self.own_dns.stop()
             self.own_dns = None
-        if self.owns_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            # Every event the real milter wrote, whatever the test looked at, matches the schema.
+            event_schema.check_file(self.log_file)
+        finally:
+            if self.owns_dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- observations -------------------------------------------------------------------------
     def lines(self) -> list[Event]:
@@ -467,11 +472,13 @@ class Stack:
 
     def stop(self, keep: bool = False) -> None:
         self.postfix.stop()
-        self.milter.stop()
-        if self.sink is not None:
-            self.sink.stop()
-        if not keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.milter.stop()  # checks the event log against the schema: may raise
+        finally:
+            if self.sink is not None:
+                self.sink.stop()
+            if not keep:
+                shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @contextmanager
