@@ -89,3 +89,17 @@ def message(
     ]
     lines += [f"{n}: {v}" for n, v in extra or []]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def own_key(name: str, algorithm: str = "rsa", bits: int = 2048) -> Key:
+    """A key of its own for signer ``name`` (one per name, algorithm and size, per process), for
+    tests where several signers each publish a key and must not share one (a verifier fetching the
+    wrong domain's key must not pass by accident). ``algorithm``: ``"rsa"`` or ``"ed25519"``."""
+    return _own_key(name, algorithm, bits)
+
+
+@functools.cache
+def _own_key(name: str, algorithm: str, bits: int) -> Key:
+    if algorithm == "ed25519":
+        return ed25519_key.__wrapped__()
+    return rsa_key.__wrapped__(bits)

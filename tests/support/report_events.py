@@ -1,6 +1,6 @@
 """Event builders for report tests and the benchmark: hand-built events with known answers, and
 a seeded generator of realistic mixed traffic (several hosts, policies, TLS versions, authenticated
-and unauthenticated senders)."""
+and unauthenticated senders, forwarders that seal ARC chains and mailing lists)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,65 @@ def decision(
     *,
     applied: bool = False,
     exempt: str | None = None,
+    override: str | None = None,
+    overridden_action: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {"mode": mode, "result": result, "action": action, "applied": applied, "exempt": exempt}
+    d: dict[str, Any] = {
+        "mode": mode,
+        "result": result,
+        "action": action,
+        "applied": applied,
+        "exempt": exempt,
+        "override": override,
+        "overridden_action": overridden_action,
+    }
+    if details is not None:
+        d["details"] = details
+    return d
+
+
+def dmarc_override(
+    reason: str,
+    by: str | None,
+    mode: str = "monitor",
+    overridden: str = "reject",
+    domain: str = "bank.example",
+) -> dict[str, Any]:
+    """A DMARC failure that an override accepted (``trusted_forwarder``, ``mailing_list``), as the
+    milter records it."""
+    details: dict[str, Any] = {"domain": domain, "policy": "reject", "disposition": "reject"}
+    if by is not None:
+        details["override_by"] = by
+    return decision(mode, "fail", "continue", override=reason, overridden_action=overridden, details=details)
+
+
+def arc_chain(*sealers: str, result: str | None = None) -> dict[str, Any]:
+    """The transaction event's ``arc`` object: ``sealers`` oldest first, the newest last; the
+    result is ``pass`` with sealers, ``none`` without."""
+    result = result or ("pass" if sealers else "none")
+    return {
+        "result": result,
+        "instances": len(sealers),
+        "sealers": list(sealers),
+        "oldest_pass": 0 if result == "pass" else None,
+        "reason": "" if result in ("pass", "none") else "signature mismatch",
+    }
+
+
+def old_event(ev: dict[str, Any]) -> dict[str, Any]:
+    """The event as a milter before ARC validation and DMARC overrides wrote it: no ``arc``, no
+    ``list_id``, no ``override``/``overridden_action`` and no ``details.override_by``."""
+    out = {k: v for k, v in ev.items() if k not in ("arc", "list_id")}
+    if "policies" in out:
+        pols = {}
+        for name, d in out["policies"].items():
+            d = {k: v for k, v in d.items() if k not in ("override", "overridden_action")}
+            if "details" in d:
+                d["details"] = {k: v for k, v in d["details"].items() if k != "override_by"}
+            pols[name] = d
+        out["policies"] = pols
+    return out
 
 
 def would_reject(result: str = "fail") -> dict[str, Any]:
@@ -52,7 +109,11 @@ def txn(
     final_action: str = "continue",
     schema: int = 1,
     conn_id: str = "c1",
+    arc: dict[str, Any] | None = None,
+    list_id: str | None = None,
 ) -> dict[str, Any]:
+    """A transaction event. ``arc`` (see :func:`arc_chain`) and ``list_id`` are written only when
+    given, as for a message the milter did not look at."""
     ev: dict[str, Any] = {
         "ts": ts(day, seconds),
         "host": host,
@@ -108,6 +169,10 @@ def txn(
         if authenticated is not None:
             ev["authenticated"] = authenticated
         ev["dns_errors"] = []
+    if arc is not None:
+        ev["arc"] = arc
+    if list_id is not None:
+        ev["list_id"] = list_id
     return ev
 
 
@@ -176,6 +241,11 @@ def _client(rng: random.Random, i: int) -> dict[str, Any]:
     else:
         ip = f"198.{18 + i % 2}.{(i // 7) % 256}.{i % 250 + 1}"
     domain = f"sender{i % 700}.example"
+    # Some clients relay other people's mail: forwarders that seal an ARC chain, and list servers
+    # (a List-Id; most of them seal too). Their mail fails DMARC for the author's domain.
+    kind = rng.choices(("direct", "forwarder", "list"), (94, 3, 3))[0]
+    n = i % 20 if kind == "forwarder" else i % 10
+    sealer = f"fwd{n}.example.net" if kind == "forwarder" else f"lists{n}.example.org"
     return {
         "ip": ip,
         "name": f"mx{i}.{domain}" if rng.random() < 0.9 else "unknown",
@@ -183,6 +253,13 @@ def _client(rng: random.Random, i: int) -> dict[str, Any]:
         "domain": domain,
         "auth_p": rng.choice([0.98, 0.9, 0.5, 0.05]),
         "spf_fail_p": rng.choice([0.0, 0.01, 0.3]),
+        "kind": kind,
+        "sealer": None if kind == "direct" or (kind == "list" and rng.random() < 0.3) else sealer,
+        "list_id": f"l{i % 7}.lists{n}.example.org" if kind == "list" else None,
+        # a third of the sealers are trusted already ([policies.dmarc] trusted_arc_sealers), and
+        # the lists of every other list server ([policies.dmarc] mailing_lists)
+        "trusted": n % 3 == 0,
+        "trusted_list": n % 2 == 0,
     }
 
 
@@ -190,20 +267,24 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
     """Yield ``n_events`` event lines (+ about 1% diagnostics lines, not counted in n_events)."""
     rng = random.Random(seed)
     clients = [_client(rng, i) for i in range(5000)]
+    relays = [c for c in clients if c["kind"] != "direct"]
     host_names = [f"mx{h + 1}.example.org" for h in range(hosts)]
     emitted = 0
     conn_no = 0
     span = days * 86400.0
     while emitted < n_events:
         conn_no += 1
-        c = clients[int(rng.paretovariate(1.2)) % len(clients)]
+        # about 5% of the connections relay someone else's mail
+        relay = rng.random() < 0.05
+        c = rng.choice(relays) if relay else clients[int(rng.paretovariate(1.2)) % len(clients)]
         host = host_names[conn_no % hosts]
         t = span * emitted / n_events
         tls = c["tls"]
         cipher = rng.choice(_CIPHERS[tls]) if tls else None
         ntx = rng.choice((0, 1, 1, 1, 2))
         for k in range(ntx):
-            auth = rng.random() < c["auth_p"]
+            relayed = c["kind"] != "direct"
+            auth = rng.random() < c["auth_p"] and not relayed
             plain = tls is None
             old = tls in ("TLSv1", "TLSv1.1")
             spf_fail = rng.random() < c["spf_fail_p"]
@@ -211,6 +292,7 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
             dmarc_action = "reject" if dmarc == "fail" and rng.random() < 0.5 else "continue"
             if rng.random() < 0.002:
                 dmarc, dmarc_action = "temperror", "tempfail"
+            author = f"sender{rng.randrange(700)}.example" if relayed else c["domain"]
             pol = {
                 "require_starttls": decision(
                     "monitor", "fail" if plain else "pass", "reject" if plain else "continue"
@@ -225,6 +307,13 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
                 ),
                 "dmarc": decision("enforce", dmarc, dmarc_action, applied=dmarc_action != "continue"),
             }
+            if relayed and dmarc_action == "reject":
+                if c["sealer"] and c["trusted"]:
+                    pol["dmarc"] = dmarc_override("trusted_forwarder", c["sealer"], "enforce", domain=author)
+                    dmarc_action = "continue"
+                elif c["list_id"] and c["trusted_list"]:
+                    pol["dmarc"] = dmarc_override("mailing_list", c["list_id"], "enforce", domain=author)
+                    dmarc_action = "continue"
             refused = dmarc_action != "continue"
             ev = txn(
                 host=host,
@@ -235,13 +324,15 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
                 cipher=cipher,
                 mail_from=f"user{rng.randrange(50)}@{c['domain']}",
                 policies=pol,
-                header_from=c["domain"],
+                header_from=author,
                 authenticated=auth,
                 dmarc=dmarc,
                 dkim=[("pass", auth)] if rng.random() < 0.8 else [],
                 outcome=("rejected" if dmarc_action == "reject" else "tempfailed") if refused else "accepted",
                 final_action=dmarc_action,
                 conn_id=f"{conn_no:x}",
+                arc=arc_chain(c["sealer"]) if c["sealer"] else arc_chain(),
+                list_id=c["list_id"],
             )
             yield json.dumps(ev, separators=(",", ":")).encode() + b"\n"
             emitted += 1

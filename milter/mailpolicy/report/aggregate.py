@@ -16,9 +16,11 @@ from typing import IO, Any
 
 from mailpolicy import EVENT_SCHEMA, __version__
 from mailpolicy.report.reader import (
+    ARC_DECODER,
     DECODER,
     DKIM_DECODER,
     DMARC_DECODER,
+    OVERRIDES_DECODER,
     POLICIES_DECODER,
     DecodeError,
     Event,
@@ -40,6 +42,10 @@ BELOW_TOP = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK[FLOORS[-1]]
 MAX_EXAMPLES = 5
 MAX_NAMES = 5
 UNKNOWN_CLIENT = "(unknown)"
+# How a transaction's mail came (see mail_path): the key of AFFECTED.paths.
+FORWARDED_ARC, MAILING_LIST, DIRECT = "forwarded_arc", "mailing_list", "direct"
+PATHS = (FORWARDED_ARC, MAILING_LIST, DIRECT)
+DIRECT_PATH = (DIRECT, "")
 
 
 def parse_time(text: str, end_of_day: bool = False) -> str:
@@ -132,6 +138,25 @@ def auth_state(ev: Event) -> int:
     return UNAUTH
 
 
+def mail_path(ev: Event) -> tuple[tuple[str, str], list[str]]:
+    """How the mail came, and the ARC chain's sealers (oldest first; ``[]`` unless forwarded):
+    ``(FORWARDED_ARC, newest sealer)`` for a valid ARC chain (``arc.result == "pass"``), else
+    ``(MAILING_LIST, list id)`` for a message with a List-Id, else ``(DIRECT, "")``. Events
+    written before ARC validation have neither field: direct."""
+    arc = ARC_DECODER.decode(ev.arc) if ev.arc else None
+    if arc is not None and arc.result == "pass":
+        sealers = [s.lower() for s in arc.sealers]
+        return (FORWARDED_ARC, sealers[-1] if sealers else UNKNOWN_CLIENT), sealers
+    if ev.list_id:
+        return (MAILING_LIST, ev.list_id.lower()), []
+    return DIRECT_PATH, []
+
+
+def _ranked(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """The ``n`` largest counts, ties by name."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
 def _bump(table: dict[str, list[int]], key: str, state: int, n: int = 1) -> None:
     row = table.get(key)
     if row is None:
@@ -163,13 +188,44 @@ class Tables:
 
 class Affected:
     """Transactions a policy refuses or would refuse, counted by (client IP, sender domain,
-    authentication state); the per-sender, per-client and per-network tables are derived at the
-    end (:meth:`tables`), which keeps the per-transaction work to one dict increment."""
+    authentication state) and by path (see :func:`mail_path`); the per-sender, per-client and
+    per-network tables are derived at the end (:meth:`tables`), which keeps the per-transaction
+    work to two dict increments."""
 
     def __init__(self, names: dict[str, str]):
         self.counts: dict[tuple[str, str, int], int] = {}
+        self.paths: dict[tuple[str, str], int] = {}  # (path, sealer or list id) -> transactions
         self.names = names  # client IP -> client name, shared by the whole aggregator
         self._tables: Tables | None = None
+
+    def add(self, who: tuple[str, str, int], path: tuple[str, str]) -> None:
+        counts, paths = self.counts, self.paths
+        counts[who] = counts.get(who, 0) + 1
+        paths[path] = paths.get(path, 0) + 1
+
+    def path_summary(self, top: int) -> dict[str, Any]:
+        """AFFECTED.paths: the three paths' counts (they add up to the affected transactions),
+        with the ``top`` sealers and list ids by count."""
+        totals = dict.fromkeys(PATHS, 0)
+        named: dict[str, dict[str, int]] = {FORWARDED_ARC: {}, MAILING_LIST: {}}
+        for (kind, name), n in self.paths.items():
+            totals[kind] += n
+            if kind in named:
+                named[kind][name] = named[kind].get(name, 0) + n
+        sealers, lists = named[FORWARDED_ARC], named[MAILING_LIST]
+        return {
+            FORWARDED_ARC: {
+                "transactions": totals[FORWARDED_ARC],
+                "distinct_sealers": len(sealers),
+                "sealers": [{"sealer": k, "transactions": v} for k, v in _ranked(sealers, top)],
+            },
+            MAILING_LIST: {
+                "transactions": totals[MAILING_LIST],
+                "distinct_lists": len(lists),
+                "lists": [{"list_id": k, "transactions": v} for k, v in _ranked(lists, top)],
+            },
+            DIRECT: {"transactions": totals[DIRECT]},
+        }
 
     def tables(self) -> Tables:
         if self._tables is None:
@@ -201,6 +257,7 @@ class Affected:
                 {"ip": k, "name": self.names.get(k, ""), "network": client_network(k), **_split(v)}
                 for k, v in _top(t.clients, top)
             ],
+            "paths": self.path_summary(top),
         }
 
 
@@ -216,6 +273,9 @@ class PolicyStats:
     affected: Affected = field(default_factory=lambda: Affected({}))
     # day -> [transactions, would refuse, refused]
     daily: dict[str, list[int]] = field(default_factory=dict)
+    overrides: Counter[str] = field(default_factory=Counter)  # override reason -> transactions
+    # (override reason, details.override_by) -> transactions
+    overrides_by: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def result(self, top: int) -> dict[str, Any]:
         seen = self.transactions
@@ -238,6 +298,11 @@ class PolicyStats:
             "refused": refused,
             "refused_share": _share(refused, seen),
             "affected": self.affected.summary(top),
+            "overrides": dict(sorted(self.overrides.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "overrides_by": [
+                {"override": reason, "by": by, "transactions": n}
+                for (reason, by), n in sorted(self.overrides_by.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+            ],
             "daily": [
                 {"date": d, "transactions": r[0], "would_refuse": r[1], "refused": r[2]}
                 for d, r in sorted(self.daily.items())
@@ -300,6 +365,8 @@ class Combo:
     acting: tuple[str, ...]  # policies that refuse or would refuse
     lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
     starttls_exempt: str | None
+    dmarc_fail: bool  # the dmarc policy refuses or would refuse a DMARC fail (a sealer could vouch)
+    overridden: bool  # a decision has an override (see Aggregator.overrides_by)
 
 
 @dataclass
@@ -370,6 +437,13 @@ class Aggregator:
         # (version, ip, sender domain, auth state, require_starttls exemption) -> transactions
         # below the highest simulated floor
         self.below: dict[tuple[str, str, str, int, str | None], int] = {}
+        # DMARC failures the dmarc policy refuses or would refuse that came with a valid ARC chain:
+        # (newest sealer, sender domain) -> transactions, and (newest sealer, an earlier sealer of
+        # the chain) -> transactions; the trusted_arc_sealers suggestions (see suggest.py)
+        self.arc_refused: dict[tuple[str, str], int] = {}
+        self.arc_earlier: dict[tuple[str, str], int] = {}
+        # (policy, override reason, details.override_by) -> transactions
+        self.overrides_by: dict[tuple[str, str, str], int] = {}
 
     # ---- input ----
 
@@ -524,7 +598,16 @@ class Aggregator:
         )
         lost_by = tuple(k for k, d in acting if d.mode == "monitor")
         rs = decoded.get("require_starttls")
-        return Combo(pid, tuple(k for k, _ in acting), lost_by, rs.exempt if rs is not None else None)
+        dmarc_fail = any(k == "dmarc" and d.result == "fail" for k, d in acting)
+        overridden = any(d.override is not None for _, d in items)
+        return Combo(
+            pid,
+            tuple(k for k, _ in acting),
+            lost_by,
+            rs.exempt if rs is not None else None,
+            dmarc_fail,
+            overridden,
+        )
 
     def _transaction(self, ev: Event) -> None:
         day = ev.ts[:10]
@@ -532,36 +615,64 @@ class Aggregator:
         combo = self._combos.get(raw)
         if combo is None:
             combo = self._combo(raw)
-        key = (day, combo.pid)
-        counts = self.decisions
-        counts[key] = counts.get(key, 0) + 1
         version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
-        lost_by = combo.lost_by
-        tkey = (ev.host, day, version, ev.tls_cipher, ev.outcome, bool(lost_by))
-        txns = self.txns
-        txns[tkey] = txns.get(tkey, 0) + 1
+        acting, lost_by = combo.acting, combo.lost_by
         below = version in BELOW_TOP
-        if combo.acting or below:
-            # Rare path: who is affected. One key per (client, sender domain, auth state).
+        # Everything is decoded before anything is counted: an object of the wrong shape makes the
+        # line malformed, never half-counted.
+        vouched = self._vouched(raw) if combo.overridden else ()
+        if acting or below:
+            # Rare path: who is affected, one key per (client, sender domain, auth state), and how
+            # the mail came.
             ip = ev.client_ip or UNKNOWN_CLIENT
+            who = (ip, sender_domain(ev), auth_state(ev))
+            path, chain = mail_path(ev) if acting else (DIRECT_PATH, [])
             if ip not in self.names:
                 self.names[ip] = ev.client_name or ""
-            who = (ip, sender_domain(ev), auth_state(ev))
-            for name in combo.acting:
+            for name in acting:
                 aff = self.affected.get(name)
                 if aff is None:
                     aff = self.affected[name] = Affected(self.names)
-                aff.counts[who] = aff.counts.get(who, 0) + 1
+                counts, paths = aff.counts, aff.paths  # Affected.add, inlined (hot enough)
+                counts[who] = counts.get(who, 0) + 1
+                paths[path] = paths.get(path, 0) + 1
             if lost_by:
-                comb = self.combined.counts
-                comb[who] = comb.get(who, 0) + 1
+                self.combined.add(who, path)
                 if len(lost_by) == 1:
                     self.combined_solely[lost_by[0]] += 1
                 for name in lost_by:
                     self.combined_policies[name] += 1
+            if combo.dmarc_fail and path[0] == FORWARDED_ARC:
+                self._arc_refused(path[1], who[1], chain)
             if below:
                 bkey = (version, *who, combo.starttls_exempt)
                 self.below[bkey] = self.below.get(bkey, 0) + 1
+        for vkey in vouched:
+            self.overrides_by[vkey] = self.overrides_by.get(vkey, 0) + 1
+        key = (day, combo.pid)
+        decisions = self.decisions
+        decisions[key] = decisions.get(key, 0) + 1
+        tkey = (ev.host, day, version, ev.tls_cipher, ev.outcome, bool(lost_by))
+        txns = self.txns
+        txns[tkey] = txns.get(tkey, 0) + 1
+
+    def _vouched(self, raw: bytes) -> list[tuple[str, str, str]]:
+        """(policy, override reason, details.override_by) of each overridden decision: who
+        vouched for it (a network, an ARC sealer, a list id)."""
+        wanted = self.opt.policies
+        out = []
+        for name, d in (OVERRIDES_DECODER.decode(raw) or {}).items():
+            by = d.details.override_by if d.details is not None else None
+            if d.override and by and (not wanted or name in wanted):
+                out.append((name, d.override, by))
+        return out
+
+    def _arc_refused(self, sealer: str, domain: str, chain: list[str]) -> None:
+        key = (sealer, domain)
+        self.arc_refused[key] = self.arc_refused.get(key, 0) + 1
+        for earlier in set(chain[:-1]) - {sealer}:
+            ekey = (sealer, earlier)
+            self.arc_earlier[ekey] = self.arc_earlier.get(ekey, 0) + 1
 
     # ---- output ----
 
@@ -570,6 +681,9 @@ class Aggregator:
         for (day, pid), n in self.decisions.items():
             for name, d in self._combo_items[pid]:
                 self._add_decision(out, name, day, d, n)
+        for (name, reason, by), n in self.overrides_by.items():
+            if name in out:
+                out[name].overrides_by[(reason, by)] += n
         return out
 
     def _add_decision(self, out: dict[str, PolicyStats], name: str, day: str, d: PolicyRec, n: int) -> None:
@@ -581,6 +695,8 @@ class Aggregator:
         ps.results[d.result] += n
         if d.exempt is not None:
             ps.exempt[d.exempt] += n
+        if d.override is not None:
+            ps.overrides[d.override] += n
         row = ps.daily.get(day)
         if row is None:
             row = ps.daily[day] = [0, 0, 0]
@@ -605,7 +721,7 @@ class Aggregator:
         return max((s[1] for s in self.spans.values()), default="")
 
     def result(self) -> dict[str, Any]:
-        from mailpolicy.report.suggest import suggestions, suggestions_toml
+        from mailpolicy.report.suggest import sealer_suggestions, suggestions, suggestions_toml
 
         top = self.opt.top
         stats = self.policy_stats()
@@ -664,6 +780,7 @@ class Aggregator:
             ],
         }
         sugg = suggestions(stats, top)
+        sealers = sealer_suggestions(self, stats, top)
         doc: dict[str, Any] = {
             "report_schema": REPORT_SCHEMA,
             "generated": canonical(datetime.now(UTC)),
@@ -720,7 +837,8 @@ class Aggregator:
             "combined": combined_doc,
             "tls": self._tls_result(top, conn_tls, conn_cipher, txn_tls, txn_cipher, tls_daily),
             "suggestions": sugg,
-            "suggestions_toml": suggestions_toml(sugg, self, stats),
+            "sealer_suggestions": sealers,
+            "suggestions_toml": suggestions_toml(sugg, self, stats, sealers),
         }
         return doc
 

@@ -19,11 +19,29 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 class PolicyRec(msgspec.Struct, frozen=True):
+    """One ``policies.NAME`` decision. ``override`` and ``overridden_action`` are absent from events
+    written before the DMARC overrides: the defaults read them as "no override"."""
+
     mode: str = ""
     result: str = ""
     action: str = "continue"
     applied: bool = False
     exempt: str | None = None
+    override: str | None = None
+    overridden_action: str | None = None
+
+
+class DetailsRec(msgspec.Struct):
+    override_by: str | None = None  # what vouched for an override: a network, an ARC sealer, a list id
+
+
+class OverrideRec(msgspec.Struct):
+    """What an override's decision says about who vouched for it. Decoded apart from
+    :class:`PolicyRec`, and only for transactions with an override: ``override_by`` (often a list id)
+    has too many values to be part of the cached decision combinations."""
+
+    override: str | None = None
+    details: DetailsRec | None = None
 
 
 class DkimRec(msgspec.Struct):
@@ -35,15 +53,22 @@ class DmarcRec(msgspec.Struct):
     result: str = ""
 
 
+class ArcRec(msgspec.Struct):
+    result: str = ""
+    sealers: list[str] = []  # ARC-Seal d= per instance, oldest first
+
+
 EMPTY = msgspec.Raw(b"")
 
 
 class Event(msgspec.Struct):
     """One log line. ``event`` is None for diagnostics lines.
 
-    ``policies``, ``dmarc`` and ``dkim`` stay raw JSON (a cheap slice of the line): the policy
-    object is decoded once per distinct value (see ``Aggregator``), the authentication objects only
-    for the few transactions whose authentication state is needed."""
+    ``policies``, ``dmarc``, ``dkim`` and ``arc`` stay raw JSON (a cheap slice of the line): the
+    policy object is decoded once per distinct value (see ``Aggregator``), the authentication
+    objects only for the few transactions whose authentication state or path is needed. ``arc``
+    and ``list_id`` are absent from events written before ARC validation: such a transaction
+    counts as direct mail."""
 
     event: str | None = None
     schema: int | None = None
@@ -61,12 +86,16 @@ class Event(msgspec.Struct):
     authenticated: bool | None = None
     dmarc: msgspec.Raw = EMPTY
     dkim: msgspec.Raw = EMPTY
+    arc: msgspec.Raw = EMPTY
+    list_id: str | None = None
 
 
 DECODER = msgspec.json.Decoder(Event)
 POLICIES_DECODER = msgspec.json.Decoder(dict[str, PolicyRec] | None)
+OVERRIDES_DECODER = msgspec.json.Decoder(dict[str, OverrideRec] | None)
 DMARC_DECODER = msgspec.json.Decoder(DmarcRec | None)
 DKIM_DECODER = msgspec.json.Decoder(list[DkimRec] | None)
+ARC_DECODER = msgspec.json.Decoder(ArcRec | None)
 DecodeError = msgspec.DecodeError  # base class of ValidationError too
 
 

@@ -23,6 +23,7 @@ VERSION_COLOURS = {
 }
 SERIES = ["#1f5fa8", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#5c940d", "#e67700", "#0b7285"]
 AUTH_COLOURS = (("authenticated", "#c62828"), ("unauthenticated", "#adb5bd"), ("unknown", "#e9ecef"))
+PATH_COLOURS = {"forwarded_arc": "#1971c2", "mailing_list": "#9c36b5", "direct": "#ced4da"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#212529;
@@ -50,6 +51,7 @@ pre{background:#1f2a37;color:#e9ecef;padding:12px 14px;border-radius:6px;overflo
 svg text{font:12px system-ui,sans-serif;fill:#343a40}
 svg .axis{stroke:#adb5bd}
 svg .grid{stroke:#e9ecef}
+.cols{display:flex;flex-wrap:wrap;gap:0 28px;align-items:flex-start}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
 """
@@ -263,6 +265,53 @@ def senders_chart(items: list[dict[str, Any]], key: str, chart_id: str) -> str:
     )
 
 
+def paths_chart(a: dict[str, Any], chart_id: str) -> str:
+    """One bar split by how the affected mail came: forwarded (valid ARC chain), list, direct."""
+    total = a["transactions"]
+    if not total:
+        return ""
+    width, height, left, right = 1000, 34, 10, 10
+    plot_w = width - left - right
+    parts = [
+        f'<svg id="{chart_id}" class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        'aria-label="How the affected mail came" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    x = float(left)
+    for key, label in tables.PATH_LABELS.items():
+        n = a["paths"][key]["transactions"]
+        if not n:
+            continue
+        w = plot_w * n / total
+        parts.append(
+            f'<rect class="bar" x="{x:.1f}" y="4" width="{w:.1f}" height="{height - 8}" '
+            f'fill="{PATH_COLOURS[key]}"><title>{e(label)}: {n} ({pct(n / total)})</title></rect>'
+        )
+        x += w
+    parts.append("</svg>")
+    return "".join(parts) + _legend([(label, PATH_COLOURS[k]) for k, label in tables.PATH_LABELS.items()])
+
+
+def paths_block(a: dict[str, Any], chart_id: str, what: str) -> str:
+    """AFFECTED.paths: the bar, the three counts, the top sealers and list ids."""
+    if not a["transactions"]:
+        return ""
+    p = a["paths"]
+    out = [
+        f"<h3>How the {e(what)} came</h3>",
+        '<p class="note">A transaction with a valid ARC chain (<code>arc=pass</code>) counts as forwarded,'
+        " named by its newest sealer; else one with a List-Id as list mail; else as direct.</p>",
+        paths_chart(a, chart_id),
+        table(*tables.paths(a)),
+        '<div class="cols">',
+    ]
+    if p["forwarded_arc"]["sealers"]:
+        out.append(table(*tables.path_sealers(a)))
+    if p["mailing_list"]["lists"]:
+        out.append(table(*tables.path_lists(a)))
+    out.append("</div>")
+    return "".join(out)
+
+
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -320,7 +369,7 @@ def render(doc: dict[str, Any]) -> str:
     w(
         f'<p class="note">Policies switched to enforce: {e(", ".join(comb["policies"]) or "none")}. '
         "A transaction counts once even when several policies would refuse it. Already refused by enforce "
-        f"mode: {comb['already_refused']}.</p>"
+        f"mode: {comb['already_refused']}. How the lost mail came: {e(tables.paths_line(ca))}.</p>"
     )
     w(table(*tables.policies(doc)))
     w("</section>")
@@ -335,6 +384,7 @@ def render(doc: dict[str, Any]) -> str:
     w(senders_chart(ca["top_sender_domains"], "domain", "chart-senders"))
     w("<h3>By client</h3>")
     w(senders_chart(ca["top_clients"], "client", "chart-clients"))
+    w(paths_block(ca, "chart-paths", "lost mail"))
     w("</section>")
     # TLS
     w('<section id="tls"><h2>TLS</h2>')
@@ -384,20 +434,30 @@ def render(doc: dict[str, Any]) -> str:
             + f". Would reject {p['would_reject']}, would tempfail {p['would_tempfail']} "
             f"({pct(p['would_refuse_share'])}); refused in enforce mode {p['refused']}.</p>"
         )
+        if p["overrides"]:
+            w(
+                f"<p>Overrides (local policy changed the action; in monitor mode, what it saved): "
+                f"{e(tables.overrides(p))}.</p>"
+            )
+            if p["overrides_by"]:
+                w(table(*tables.overrides_by(p)))
         if a["transactions"]:
             w(senders_chart(a["top_sender_domains"], "domain", f"chart-policy-{e(p['name'])}"))
             w(_auth_table(a["top_sender_domains"], "domain"))
             w(_auth_table(a["top_clients"], "client"))
+            if p["name"] == "dmarc":
+                w(paths_block(a, "chart-paths-dmarc", "affected mail"))
+            elif a["paths"]["direct"]["transactions"] < a["transactions"]:
+                w(f"<p>How it came: {e(tables.paths_line(a))}.</p>")
         if p["daily"]:
             w(table(*tables.policy_daily(p)))
         w("</section>")
     # Suggestions
-    w('<section id="suggestions"><h2>Suggested exemptions</h2>')
+    w('<section id="suggestions"><h2>Suggested exemptions and trusted ARC sealers</h2>')
     if doc["suggestions_toml"]:
-        w(
-            "<p>Suggestions only, not applied: networks whose authenticated mail a policy refuses or would "
-            "refuse. Copy into <code>config/mailpolicy.toml</code> after review.</p>"
-        )
+        w("<p>Suggestions only, not applied. Copy into <code>config/mailpolicy.toml</code> after review.</p>")
+    if doc["suggestions"]:
+        w("<h3>Exemptions: networks whose authenticated mail a policy refuses or would refuse</h3>")
         w(
             table(
                 [
@@ -421,9 +481,25 @@ def render(doc: dict[str, Any]) -> str:
                 ],
             )
         )
+    if doc["sealer_suggestions"]:
+        w("<h3>Trusted ARC sealers (<code>[policies.dmarc] trusted_arc_sealers</code>)</h3>")
+        w(
+            '<div class="warn">A trusted sealer can vouch for a spoof: its ARC-Authentication-Results are '
+            "taken at its word. List only forwarders you trust with your users' mail.</div>"
+        )
+        w(
+            "<p>Newest sealers of valid ARC chains on DMARC failures the dmarc policy refuses or would "
+            "refuse. Trusting one keeps such mail only when a trusted set recorded a pass for the author "
+            "domain: the counts are upper bounds.</p>"
+        )
+        w(table(*tables.sealer_suggestions(doc)))
+    if doc["suggestions_toml"]:
         w(f"<pre>{e(doc['suggestions_toml'])}</pre>")
     else:
-        w("<p>None: no policy refuses or would refuse authenticated mail.</p>")
+        w(
+            "<p>None: no policy refuses or would refuse authenticated mail, nor DMARC failures forwarded "
+            "with a valid ARC chain.</p>"
+        )
     w("</section>")
     # Input and hosts
     w('<section id="input"><h2>Hosts and input</h2>')

@@ -92,6 +92,8 @@ def render(doc: dict[str, Any]) -> str:
                 f"{k} {v}/{c['lost_only_by_policy'].get(k, 0)}" for k, v in c["lost_by_policy"].items()
             )
         )
+    if ca["transactions"]:
+        _paths(ca, w)
     if ca["top_sender_domains"]:
         w("  top sender domains:")
         w(_t(tables.affected(ca["top_sender_domains"], "domain")))
@@ -127,6 +129,13 @@ def render(doc: dict[str, Any]) -> str:
         w("  results: " + ", ".join(f"{k} {v}" for k, v in p["results"].items()))
         if p["exempt"]:
             w("  exempt: " + ", ".join(f"{k} {v}" for k, v in p["exempt"].items()))
+        if p["overrides"]:
+            w(
+                f"  overrides (local policy changed the action; in monitor mode, what it saved):"
+                f" {tables.overrides(p)}"
+            )
+            if p["overrides_by"]:
+                w(_t(tables.overrides_by(p)))
         w(
             f"  would reject {p['would_reject']}, would tempfail {p['would_tempfail']}"
             f" ({pct(p['would_refuse_share'])}), would quarantine {p['would_quarantine']};"
@@ -140,6 +149,10 @@ def render(doc: dict[str, Any]) -> str:
                 f"{a['clients']} clients, "
                 f"{a['networks']} networks, {a['sender_domains']} sender domains"
             )
+            if p["name"] == "dmarc":
+                _paths(a, w)
+            elif a["paths"]["direct"]["transactions"] < a["transactions"]:
+                w(f"  how it came: {tables.paths_line(a)}")
             w("  top sender domains:")
             w(_t(tables.affected(a["top_sender_domains"], "domain")))
             w("  top clients:")
@@ -152,12 +165,35 @@ def render(doc: dict[str, Any]) -> str:
     w("")
     w("== Suggestions ==")
     if doc["suggestions_toml"]:
-        w("  Exemptions that would keep authenticated mail while enforcing (a suggestion, not applied):")
+        if doc["suggestions"]:
+            w("  Exemptions that would keep authenticated mail while enforcing (a suggestion, not applied).")
+        else:
+            w("  No exemption: no policy refuses or would refuse authenticated mail.")
+        if doc["sealer_suggestions"]:
+            w(
+                "  Trusted ARC sealers that could keep forwarded mail failing DMARC (a suggestion, not"
+                " applied; a trusted sealer can vouch for a spoof):"
+            )
+            w(_t(tables.sealer_suggestions(doc)))
         w("")
         w(doc["suggestions_toml"].rstrip("\n"))
     else:
-        w("  none: no policy refuses or would refuse authenticated mail.")
+        w(
+            "  none: no policy refuses or would refuse authenticated mail, nor DMARC failures forwarded"
+            " with a valid ARC chain."
+        )
     return "\n".join(out) + "\n"
+
+
+def _paths(a: dict[str, Any], w: Any) -> None:
+    """How the affected mail came: a valid ARC chain (forwarded), else a List-Id, else direct."""
+    w("  how it came (a valid ARC chain counts as forwarded, else a List-Id as a list, else direct):")
+    w(_t(tables.paths(a)))
+    p = a["paths"]
+    if p["forwarded_arc"]["sealers"]:
+        w(_t(tables.path_sealers(a)))
+    if p["mailing_list"]["lists"]:
+        w(_t(tables.path_lists(a)))
 
 
 def _tls(tls: dict[str, Any], w: Any) -> None:

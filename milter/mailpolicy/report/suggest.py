@@ -1,8 +1,15 @@
-"""Exemption suggestions: client networks whose mail a policy refuses (or would refuse) although it
-is authenticated, i.e. mail the admin would really lose by enforcing the policy."""
+"""Suggestions, never applied:
+
+- exemptions: client networks whose mail a policy refuses (or would refuse) although it is
+  authenticated, i.e. mail the admin would really lose by enforcing the policy;
+- trusted ARC sealers (``[policies.dmarc] trusted_arc_sealers``): the newest sealers of valid ARC
+  chains on DMARC failures that the dmarc policy refuses or would refuse, i.e. forwarded and list
+  mail that trusting the forwarder could keep. A trusted sealer can vouch for a spoof, so the
+  snippet says so."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,6 +18,19 @@ if TYPE_CHECKING:
 MIN_AUTH_SHARE = 0.5
 """A network is suggested only when at least this share of its affected mail is authenticated:
 exempting a network also lets its unauthenticated mail through."""
+MAX_NAMES = 5
+"""Sender domains and earlier sealers named per suggested sealer."""
+_DOMAIN = re.compile(
+    r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+
+
+def config_domain(name: str) -> str | None:
+    """``name`` as the configuration writes a domain (what ``mailpolicy.checks.base.parse_domain``
+    accepts, same syntax), or None. Not imported from there: importing the checks loads every check
+    and its libraries, which the report does not need."""
+    text = name.strip().lower().rstrip(".")
+    return text if _DOMAIN.fullmatch(text) else None
 
 
 def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, Any]]:
@@ -42,43 +62,141 @@ def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, An
     return out
 
 
-def suggestions_toml(items: list[dict[str, Any]], agg: Aggregator, stats: dict[str, PolicyStats]) -> str:
-    """The suggestions as a TOML snippet for config/mailpolicy.toml, numbers in comments."""
-    if not items:
+def sealer_suggestions(agg: Aggregator, stats: dict[str, PolicyStats], top: int) -> list[dict[str, Any]]:
+    """Suggested ``trusted_arc_sealers`` for the dmarc policy: the newest sealer of each valid ARC
+    chain on a DMARC failure that the policy refuses or would refuse (never mail that was accepted),
+    with the number of such transactions, most first (at most ``top``). A sealer the logs show as
+    trusted already (the ``override_by`` of a ``trusted_forwarder`` override) is left out, and so is
+    a name the configuration would not accept as a domain."""
+    dm = stats.get("dmarc")
+    trusted = {by for (reason, by) in dm.overrides_by if reason == "trusted_forwarder"} if dm else set()
+    valid: dict[str, str | None] = {}
+
+    def domain(name: str) -> str | None:
+        if name not in valid:
+            valid[name] = config_domain(name)
+        return valid[name]
+
+    totals: dict[str, int] = {}
+    domains: dict[str, dict[str, int]] = {}
+    for (sealer, sender), n in agg.arc_refused.items():
+        name = domain(sealer)
+        if name is None or name in trusted:
+            continue
+        totals[name] = totals.get(name, 0) + n
+        per = domains.setdefault(name, {})
+        per[sender] = per.get(sender, 0) + n
+    earlier: dict[str, dict[str, int]] = {}
+    for (sealer, other), n in agg.arc_earlier.items():
+        name = domain(sealer)
+        if name in totals:
+            per = earlier.setdefault(name, {})
+            per[other] = per.get(other, 0) + n
+    out: list[dict[str, Any]] = []
+    for name, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
+        senders = domains[name]
+        out.append(
+            {
+                "policy": "dmarc",
+                "sealer": name,
+                "transactions": n,
+                "sender_domains": len(senders),
+                "sender_domain_names": _most(senders),
+                "earlier_sealers": _most(earlier.get(name, {})),
+            }
+        )
+    return out
+
+
+def _most(counts: dict[str, int]) -> list[str]:
+    return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_NAMES]]
+
+
+def suggestions_toml(
+    items: list[dict[str, Any]],
+    agg: Aggregator,
+    stats: dict[str, PolicyStats],
+    sealers: list[dict[str, Any]] | None = None,
+) -> str:
+    """The suggestions as a TOML snippet for config/mailpolicy.toml, numbers in comments: one
+    table per policy, the suggested sealers in the ``[policies.dmarc]`` table."""
+    sealers = sealers or []
+    if not items and not sealers:
         return ""
-    period = f"{(agg.first or '?')[:10]} .. {(agg.last or '?')[:10]}"
-    lines = [
-        "# SUGGESTED exemptions from `mailpolicy report` -- NOT applied, review before use.",
-        f"# Period {period}, {len(agg.spans)} host(s). Each network below sent authenticated mail",
-        "# (DMARC pass or aligned DKIM pass) that enforcing the policy would refuse. Exempting it",
-        "# keeps that mail but also lets the network's unauthenticated mail through (numbers below).",
-        "# Merge with any exempt_networks you already have for the policy.",
-    ]
+    period = f"Period {(agg.first or '?')[:10]} .. {(agg.last or '?')[:10]}, {len(agg.spans)} host(s)."
+    lines: list[str] = []
+    if items:
+        lines += [
+            "# SUGGESTED exemptions from `mailpolicy report` -- NOT applied, review before use.",
+            f"# {period} Each network below sent authenticated mail",
+            "# (DMARC pass or aligned DKIM pass) that enforcing the policy would refuse. Exempting it",
+            "# keeps that mail but also lets the network's unauthenticated mail through (numbers below).",
+            "# Merge with any exempt_networks you already have for the policy.",
+        ]
+    if sealers:
+        if items:
+            lines.append("#")
+        lines += [
+            "# SUGGESTED trusted ARC sealers from `mailpolicy report` -- NOT applied, review before use.",
+            "# A trusted sealer can vouch for a spoof: list only forwarders you trust with your users' mail.",
+            *([f"# {period}"] if not items else []),
+            "# Each sealer below sealed the newest set of a valid ARC chain on mail that failed DMARC",
+            "# and that the dmarc policy refuses or would refuse. Trusting it keeps such mail only when",
+            "# a trusted set's ARC-Authentication-Results recorded a pass for the author domain, so the",
+            "# counts are upper bounds; when the newest sealer only passed the mail on, the earlier",
+            "# sealers named must be trusted too. Merge with any trusted_arc_sealers you already have.",
+        ]
     by_policy: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         by_policy.setdefault(item["policy"], []).append(item)
-    for name, rows in by_policy.items():
-        ps = stats[name]
-        kept = sum(r["authenticated_kept"] for r in rows)
+    for name in sorted({*by_policy, *(["dmarc"] if sealers else [])}):
         lines.append("")
         lines.append(f"[policies.{name}]")
-        lines.append(
-            f"# keeps {kept} of {ps.affected.tables().total[1]} authenticated transactions this policy"
-            " refuses"
-            f" or would refuse; lets {sum(r['unauthenticated_let_through'] for r in rows)}"
-            " unauthenticated through"
-        )
-        lines.append("exempt_networks = [")
-        for r in rows:
-            names = ", ".join(r["client_names"][:3])
-            lines.append(
-                f'    "{r["network"]}",  # {r["authenticated_kept"]} authenticated kept,'
-                f" {r['unauthenticated_let_through']} unauthenticated let through"
-                + (f", {r['unknown_let_through']} without auth data" if r["unknown_let_through"] else "")
-                + (f"; {_comment_safe(names)}" if names else "")
-            )
-        lines.append("]")
+        if name in by_policy:
+            lines += _exemption_lines(by_policy[name], stats[name])
+        if name == "dmarc" and sealers:
+            lines += _sealer_lines(sealers)
     return "\n".join(lines) + "\n"
+
+
+def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
+    def note(s: dict[str, Any]) -> str:
+        n = s["transactions"]
+        text = f"up to {n} transaction{'s' if n != 1 else ''} would be kept"
+        names = s["sender_domain_names"][:3]
+        if names:
+            more = ", ..." if s["sender_domains"] > len(names) else ""
+            text += f" (from {', '.join(names)}{more})"
+        if s["earlier_sealers"]:
+            text += "; earlier sealers: " + ", ".join(s["earlier_sealers"])
+        return _comment_safe(text)
+
+    total = sum(s["transactions"] for s in sealers)
+    head = f"# keeps up to {total} DMARC failures this policy refuses or would refuse (forwarded, valid ARC)"
+    if len(sealers) == 1:
+        return [head, f'trusted_arc_sealers = ["{sealers[0]["sealer"]}"]  # {note(sealers[0])}']
+    return [head, "trusted_arc_sealers = [", *(f'    "{s["sealer"]}",  # {note(s)}' for s in sealers), "]"]
+
+
+def _exemption_lines(rows: list[dict[str, Any]], ps: PolicyStats) -> list[str]:
+    kept = sum(r["authenticated_kept"] for r in rows)
+    lines = [
+        f"# keeps {kept} of {ps.affected.tables().total[1]} authenticated transactions this policy"
+        " refuses"
+        f" or would refuse; lets {sum(r['unauthenticated_let_through'] for r in rows)}"
+        " unauthenticated through",
+        "exempt_networks = [",
+    ]
+    for r in rows:
+        names = ", ".join(r["client_names"][:3])
+        lines.append(
+            f'    "{r["network"]}",  # {r["authenticated_kept"]} authenticated kept,'
+            f" {r['unauthenticated_let_through']} unauthenticated let through"
+            + (f", {r['unknown_let_through']} without auth data" if r["unknown_let_through"] else "")
+            + (f"; {_comment_safe(names)}" if names else "")
+        )
+    lines.append("]")
+    return lines
 
 
 def _comment_safe(text: str) -> str:

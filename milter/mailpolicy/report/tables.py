@@ -123,3 +123,82 @@ def policies(doc: dict[str, Any], compact: bool = False) -> Table:
             for p in doc["policies"]
         ],
     )
+
+
+PATH_LABELS = {
+    "forwarded_arc": "forwarded with a valid ARC chain",
+    "mailing_list": "mailing list (List-Id)",
+    "direct": "direct",
+}
+"""AFFECTED.paths keys, as the renderers name them."""
+
+
+def paths(a: dict[str, Any]) -> Table:
+    """How the affected mail came: one row per path, with its share of the affected mail and how
+    many sealers or lists it names."""
+    p, total = a["paths"], a["transactions"]
+    named = {
+        "forwarded_arc": f"{p['forwarded_arc']['distinct_sealers']} sealers",
+        "mailing_list": f"{p['mailing_list']['distinct_lists']} lists",
+        "direct": "",
+    }
+    return (
+        ["path", "transactions", "share", "named"],
+        [
+            [label, p[k]["transactions"], pct(p[k]["transactions"] / total if total else 0), named[k]]
+            for k, label in PATH_LABELS.items()
+        ],
+    )
+
+
+def paths_line(a: dict[str, Any]) -> str:
+    """``forwarded with a valid ARC chain 3, mailing list (List-Id) 2, direct 10``."""
+    return ", ".join(f"{label} {a['paths'][k]['transactions']}" for k, label in PATH_LABELS.items())
+
+
+def path_sealers(a: dict[str, Any]) -> Table:
+    fa = a["paths"]["forwarded_arc"]
+    return (
+        [_bounded("sealer (newest ARC set)", len(fa["sealers"]), fa["distinct_sealers"]), "transactions"],
+        [[s["sealer"], s["transactions"]] for s in fa["sealers"]],
+    )
+
+
+def path_lists(a: dict[str, Any]) -> Table:
+    ml = a["paths"]["mailing_list"]
+    return (
+        [_bounded("list id", len(ml["lists"]), ml["distinct_lists"]), "transactions"],
+        [[x["list_id"], x["transactions"]] for x in ml["lists"]],
+    )
+
+
+def _bounded(label: str, shown: int, distinct: int) -> str:
+    return f"{label}, top {shown} of {distinct}" if distinct > shown else label
+
+
+def overrides(p: dict[str, Any]) -> str:
+    """``trusted_forwarder 3, local_policy 1``: the policy's decisions by override reason."""
+    return ", ".join(f"{k} {v}" for k, v in p["overrides"].items())
+
+
+def overrides_by(p: dict[str, Any]) -> Table:
+    return (
+        ["override", "by (network, sealer or list)", "transactions"],
+        [[o["override"], o["by"], o["transactions"]] for o in p["overrides_by"]],
+    )
+
+
+def sealer_suggestions(doc: dict[str, Any]) -> Table:
+    return (
+        ["sealer", "would keep at most", "sender domains", "earlier sealers"],
+        [
+            [
+                s["sealer"],
+                s["transactions"],
+                ", ".join(s["sender_domain_names"])
+                + (" ..." if s["sender_domains"] > len(s["sender_domain_names"]) else ""),
+                ", ".join(s["earlier_sealers"]),
+            ]
+            for s in doc["sealer_suggestions"]
+        ],
+    )

@@ -28,6 +28,7 @@ TOP_LEVEL = {
     "combined",
     "tls",
     "suggestions",
+    "sealer_suggestions",
     "suggestions_toml",
 }
 
@@ -76,8 +77,11 @@ def test_json_format_is_the_documented_schema(log: Path, tmp_path: Path) -> None
         "refused",
         "refused_share",
         "affected",
+        "overrides",
+        "overrides_by",
         "daily",
     }
+    assert set(p["affected"]["paths"]) == {"forwarded_arc", "mailing_list", "direct"}
     assert p["would_refuse_share"] == 0.5
     assert doc["combined"]["lost"] == 1
     assert doc["suggestions"][0]["network"] == "192.0.2.0/24"

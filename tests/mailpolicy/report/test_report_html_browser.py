@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from mailpolicy.report import build_report
-from mailpolicy.report.render_html import VERSION_COLOURS, render
+from mailpolicy.report.render_html import PATH_COLOURS, VERSION_COLOURS, render
 from support.report_events import generate, lines, txn, would_reject
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,6 +41,8 @@ CHART_IDS = [
     "chart-clients",
     "chart-tls",
     "chart-tls-legacy",
+    "chart-paths",
+    "chart-paths-dmarc",
 ]
 
 
@@ -92,11 +94,11 @@ def test_html_report_in_headless_chromium() -> None:
 
     shot = ARTIFACTS / "report-html.png"
     shot.unlink(missing_ok=True)
-    res = _chromium([f"--screenshot={shot}", "--window-size=1280,2400", page.as_uri()])
+    res = _chromium([f"--screenshot={shot}", "--window-size=1280,3200", page.as_uri()])
     assert res.returncode == 0, res.stderr[-2000:]
     assert _console_problems(res.stderr) == []
     img = Image.open(shot).convert("RGB")
-    assert img.size == (1280, 2400)
+    assert img.size == (1280, 3200)
     colours = img.getcolors(maxcolors=1 << 20)
     assert colours is not None
     counts = {rgb: n for n, rgb in colours}
@@ -108,6 +110,9 @@ def test_html_report_in_headless_chromium() -> None:
     # the stacked TLS bars (TLS 1.3 green) and the authenticated-loss bars (red) are painted
     assert painted(VERSION_COLOURS["TLSv1.3"]) > 20_000
     assert painted("#c62828") > 5_000
+    # the bar of how the lost mail came (forwarded with a valid ARC chain, lists, direct)
+    assert painted(PATH_COLOURS["forwarded_arc"]) > 300
+    assert painted(PATH_COLOURS["mailing_list"]) > 100
     # the header band is dark and the page is not blank
     assert img.getpixel((5, 5)) == (0x1F, 0x2A, 0x37)
     assert len(counts) > 50
