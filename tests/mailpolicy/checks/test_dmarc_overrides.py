@@ -256,3 +256,23 @@ def test_the_methods_that_run_follow_the_active_checks() -> None:
         "policies": {**OFF, "spf": {"mode": "off"}, "dmarc": {"mode": "off"}},
     }
     assert not Setup.from_config(config.parse(nothing)).auth_active
+
+
+def test_trusted_sealers_make_arc_run_without_auth_enabled() -> None:
+    pol = {
+        **OFF,
+        "spf": {"mode": "off"},
+        "dmarc": {"mode": "monitor", "trusted_arc_sealers": ["lists.example.org"]},
+    }
+    s = Setup.from_config(config.parse({"auth": {"enabled": False}, "policies": pol}))
+    assert [m.name for m in s.eom_methods] == ["dkim", "arc", "dmarc"]
+    arc_only = {**OFF, "spf": {"mode": "off"}, "dmarc": {"mode": "off"}, "arc": {"mode": "monitor"}}
+    s = Setup.from_config(config.parse({"auth": {"enabled": False}, "policies": arc_only}))
+    assert [m.name for m in (*s.mail_methods, *s.eom_methods)] == ["arc"]
+    everything = Setup.from_config(config.parse({}))
+    assert [m.name for m in (*everything.mail_methods, *everything.eom_methods)] == [
+        "spf",
+        "dkim",
+        "arc",
+        "dmarc",
+    ]
