@@ -103,3 +103,20 @@ def _own_key(name: str, algorithm: str, bits: int) -> Key:
     if algorithm == "ed25519":
         return ed25519_key.__wrapped__()
     return rsa_key.__wrapped__(bits)
+
+
+def spki(n: int, e: int) -> bytes:
+    """A DER SubjectPublicKeyInfo for an RSA key (any sizes)."""
+
+    def der(tag: int, body: bytes) -> bytes:
+        if len(body) < 128:
+            return bytes([tag, len(body)]) + body
+        size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+        return bytes([tag, 0x80 | len(size)]) + size + body
+
+    def integer(v: int) -> bytes:
+        return der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
+
+    rsa = der(0x30, integer(n) + integer(e))
+    alg = der(0x30, der(0x06, bytes.fromhex("2a864886f70d010101")) + der(0x05, b""))
+    return der(0x30, alg + der(0x03, b"\x00" + rsa))

@@ -258,9 +258,7 @@ class Verifier:
         self._sets: dict[int, _Set] = {}
         self._n = 0
         self._ams: dict[int, _Ams] = {}
-        self._bodies: dict[tuple[bool, int | None], dkim.BodyHash] = {}
-        self.body_bytes = 0
-        self.body_truncated = False
+        self._bodies = dkim.BodyHashes(limits.max_body_bytes)
         self._keys: dict[bytes, _Key] = {}
         self._deadline = 0.0
         self._result: ArcResult | None = None
@@ -289,11 +287,11 @@ class Verifier:
         try:
             self._problem = self._prepare()
             if self._problem:
-                self._bodies.clear()  # decided: nothing to hash
+                self._bodies.hashes.clear()  # decided: nothing to hash
         except Exception as exc:  # never let a library bug escape
             log.warning("arc preparation raised %s: %s", type(exc).__name__, exc)
             self._error = f"internal error: {type(exc).__name__}"
-            self._bodies.clear()
+            self._bodies.hashes.clear()
 
     def _prepare(self) -> str:
         """Parse the ARC fields; the reason the chain fails without DNS, or ""."""
@@ -382,32 +380,29 @@ class Verifier:
         relaxed_body = canon.body_algorithm.name == b"relaxed"
         limit = int(tags[b"l"]) if b"l" in tags else None
         key = (relaxed_body, limit)
-        body = self._bodies.get(key)
-        if body is None and len(self._bodies) < MAX_BODY_HASHES:
-            body = self._bodies[key] = dkim.BodyHash(relaxed_body, hashlib.sha256, limit)
-        ams.body = body
+        ams.body = self._bodies.get(
+            key, lambda: dkim.BodyHash(relaxed_body, hashlib.sha256, limit), MAX_BODY_HASHES
+        )
         return ams
 
     # -- body ----------------------------------------------------------------------------------
 
+    @property
+    def body_bytes(self) -> int:
+        return self._bodies.bytes
+
+    @property
+    def body_truncated(self) -> bool:
+        return self._bodies.truncated
+
     def body(self, chunk: bytes) -> None:
         if not self._started:
             self._start_body()
-        if self.body_truncated or not self._bodies:
-            self.body_bytes += len(chunk)
-            return
-        cap = self.limits.max_body_bytes
-        if cap is not None and self.body_bytes + len(chunk) > cap:
-            self.body_truncated = True
-            self._bodies.clear()
-        else:
-            try:
-                for b in self._bodies.values():
-                    b.update(chunk)
-            except Exception as exc:  # never let a library bug escape
-                self._error = f"internal error: {type(exc).__name__}"
-                self._bodies.clear()
-        self.body_bytes += len(chunk)
+        try:
+            self._bodies.update(chunk)
+        except Exception as exc:  # never let a library bug escape
+            self._error = f"internal error: {type(exc).__name__}"
+            self._bodies.hashes.clear()
 
     # -- end of message --------------------------------------------------------------------------
 

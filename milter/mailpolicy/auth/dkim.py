@@ -193,6 +193,35 @@ class BodyHash:
         return self._digest
 
 
+class BodyHashes:
+    """The distinct body hashes one message's signatures need (by key, e.g. canonicalization,
+    hash and ``l=``), fed chunk by chunk. Past ``cap`` bytes nothing more is hashed and
+    ``truncated`` is set: those signatures are then not verified."""
+
+    def __init__(self, cap: int | None):
+        self.cap = cap
+        self.hashes: dict[Any, BodyHash] = {}
+        self.bytes = 0
+        self.truncated = False
+
+    def get(self, key: Any, make: Callable[[], BodyHash], most: int | None = None) -> BodyHash | None:
+        """The hash for ``key``, made on first use (None once ``most`` distinct hashes exist)."""
+        hit = self.hashes.get(key)
+        if hit is None and (most is None or len(self.hashes) < most):
+            hit = self.hashes[key] = make()
+        return hit
+
+    def update(self, chunk: bytes) -> None:
+        if self.hashes and not self.truncated:
+            if self.cap is not None and self.bytes + len(chunk) > self.cap:
+                self.truncated = True
+                self.hashes.clear()
+            else:
+                for h in self.hashes.values():
+                    h.update(chunk)
+        self.bytes += len(chunk)
+
+
 # ---- signature fields ----------------------------------------------------------------------
 
 
@@ -481,10 +510,8 @@ class Verifier:
         self.field_count = 0
         self.signature_count = 0
         self._signatures: list[_Signature] = []
-        self._bodies: dict[tuple[bool, bytes, int | None], BodyHash] = {}
+        self._bodies = BodyHashes(limits.max_body_bytes)
         self._body_started = False
-        self.body_bytes = 0
-        self.body_truncated = False
 
     @property
     def too_many_fields(self) -> bool:
@@ -526,24 +553,23 @@ class Verifier:
         sig.include = [x.strip().lower() for x in tags[b"h"].split(b":")]
         relaxed_body = canon.body_algorithm.name == b"relaxed"
         limit = int(tags[b"l"]) if b"l" in tags else None
-        key = (relaxed_body, tags[b"a"], limit)
-        if key not in self._bodies:
-            self._bodies[key] = BodyHash(relaxed_body, HASHES[tags[b"a"]], limit)
-        sig.body = self._bodies[key]
+        alg = tags[b"a"]
+        sig.body = self._bodies.get(
+            (relaxed_body, alg, limit), lambda: BodyHash(relaxed_body, HASHES[alg], limit)
+        )
+
+    @property
+    def body_bytes(self) -> int:
+        return self._bodies.bytes
+
+    @property
+    def body_truncated(self) -> bool:
+        return self._bodies.truncated
 
     def body(self, chunk: bytes) -> None:
         if not self._body_started:
             self._start_body()
-        if self.body_truncated or not self._bodies:
-            self.body_bytes += len(chunk)
-            return
-        cap = self.limits.max_body_bytes
-        if cap is not None and self.body_bytes + len(chunk) > cap:
-            self.body_truncated = True
-        else:
-            for b in self._bodies.values():
-                b.update(chunk)
-        self.body_bytes += len(chunk)
+        self._bodies.update(chunk)
 
     def finish(self) -> list[DkimResult]:
         if not self._body_started:
