@@ -1,9 +1,11 @@
 """Event builders for report tests and the benchmark: hand-built events with known answers, and
 a seeded generator of realistic mixed traffic (several hosts, policies, TLS versions, authenticated
-and unauthenticated senders, forwarders that seal ARC chains and mailing lists)."""
+and unauthenticated senders, forwarders that seal ARC chains and mailing lists, messages to one or
+many recipients); :func:`month` is a month of it as a postmaster would see it."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 from collections.abc import Iterator
@@ -111,6 +113,8 @@ def txn(
     conn_id: str = "c1",
     arc: dict[str, Any] | None = None,
     list_id: str | None = None,
+    rcpts: int = 1,
+    rcpt_rejected: int = 0,
 ) -> dict[str, Any]:
     """A transaction event. ``arc`` (see :func:`arc_chain`) and ``list_id`` are written only when
     given, as for a message the milter did not look at."""
@@ -129,8 +133,8 @@ def txn(
         "helo": name,
         "auth": None,
         "mail_from": mail_from,
-        "rcpt_count": 1,
-        "rcpt_rejected": 0,
+        "rcpt_count": rcpts,
+        "rcpt_rejected": rcpt_rejected,
         "starttls": tls is not None,
         "tls_version": tls,
         "tls_cipher": cipher if tls else None,
@@ -263,22 +267,69 @@ def _client(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
-def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Iterator[bytes]:
-    """Yield ``n_events`` event lines (+ about 1% diagnostics lines, not counted in n_events)."""
+def _recipients(rng: random.Random, relay: bool) -> int:
+    """Recipients of one message: mostly one; list mail and some direct mail to many."""
+    if relay:
+        return rng.choice((1, 1, 2, 3, 5, 8, 12, 25, 40))
+    roll = rng.random()
+    if roll < 0.8:
+        return 1
+    if roll < 0.93:
+        return rng.randint(2, 3)
+    if roll < 0.99:
+        return rng.randint(4, 9)
+    return rng.randint(10, 50)
+
+
+def _day_weights(days: int, weekly: bool) -> list[float]:
+    """Cumulative share of the traffic at the end of each day: flat, or a working week (weekends
+    at 40 %) when ``weekly``."""
+    weights = [0.4 if weekly and (BASE + timedelta(days=d)).weekday() >= 5 else 1.0 for d in range(days)]
+    total, acc, out = sum(weights), 0.0, []
+    for w in weights:
+        acc += w
+        out.append(acc / total)
+    return out
+
+
+def generate(
+    n_events: int,
+    seed: int = 1,
+    hosts: int = 3,
+    days: int = 7,
+    *,
+    policies: int = 4,
+    weekly: bool = False,
+    incident: bool = False,
+) -> Iterator[bytes]:
+    """Yield ``n_events`` event lines (+ about 1% diagnostics lines, not counted in n_events).
+
+    Four policies: require_starttls, tls_min_version and spf in monitor mode, dmarc enforced;
+    ``policies=6`` adds arc (monitor mode: would reject a broken ARC chain) and ``dnsbl`` (monitor
+    mode, a stand-in for a later policy: would reject a few listed spam sources). ``weekly``: less
+    mail at weekends; ``incident``: a big sender's SPF record is broken for three days in the
+    middle of the period. The recipients and these options draw from their own random streams, so
+    the rest of the traffic is the same for a seed whatever they are."""
     rng = random.Random(seed)
+    extra = random.Random(seed * 7919 + 1)  # recipients, extra policies, the incident
     clients = [_client(rng, i) for i in range(5000)]
     relays = [c for c in clients if c["kind"] != "direct"]
     host_names = [f"mx{h + 1}.example.org" for h in range(hosts)]
+    cumulative = _day_weights(days, weekly)
+    broken = clients[1]  # the second biggest sender (pareto): its SPF breaks during the incident
+    incident_days = range(days // 2 - 1, days // 2 + 2) if incident else range(0)
     emitted = 0
     conn_no = 0
-    span = days * 86400.0
     while emitted < n_events:
         conn_no += 1
         # about 5% of the connections relay someone else's mail
         relay = rng.random() < 0.05
         c = rng.choice(relays) if relay else clients[int(rng.paretovariate(1.2)) % len(clients)]
         host = host_names[conn_no % hosts]
-        t = span * emitted / n_events
+        u = emitted / n_events
+        day = min(bisect.bisect_right(cumulative, u), days - 1)
+        start = cumulative[day - 1] if day else 0.0
+        t = 86400.0 * (day + (u - start) / (cumulative[day] - start))
         tls = c["tls"]
         cipher = rng.choice(_CIPHERS[tls]) if tls else None
         ntx = rng.choice((0, 1, 1, 1, 2))
@@ -287,7 +338,7 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
             auth = rng.random() < c["auth_p"] and not relayed
             plain = tls is None
             old = tls in ("TLSv1", "TLSv1.1")
-            spf_fail = rng.random() < c["spf_fail_p"]
+            spf_fail = rng.random() < c["spf_fail_p"] or (c is broken and day in incident_days)
             dmarc = "pass" if auth else rng.choice(("fail", "none", "fail"))
             dmarc_action = "reject" if dmarc == "fail" and rng.random() < 0.5 else "continue"
             if rng.random() < 0.002:
@@ -314,6 +365,16 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
                 elif c["list_id"] and c["trusted_list"]:
                     pol["dmarc"] = dmarc_override("mailing_list", c["list_id"], "enforce", domain=author)
                     dmarc_action = "continue"
+            chain = arc_chain(c["sealer"]) if c["sealer"] else arc_chain()
+            if policies > 4:
+                if c["sealer"] and extra.random() < 0.01:
+                    chain = arc_chain(c["sealer"], result="fail")
+                arc_fail = chain["result"] == "fail"
+                pol["arc"] = decision("monitor", chain["result"], "reject" if arc_fail else "continue")
+                listed = c["auth_p"] < 0.1 and sum(c["ip"].encode()) % 29 == 0
+                pol["dnsbl"] = decision(
+                    "monitor", "listed" if listed else "pass", "reject" if listed else "continue"
+                )
             refused = dmarc_action != "continue"
             ev = txn(
                 host=host,
@@ -331,8 +392,9 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
                 outcome=("rejected" if dmarc_action == "reject" else "tempfailed") if refused else "accepted",
                 final_action=dmarc_action,
                 conn_id=f"{conn_no:x}",
-                arc=arc_chain(c["sealer"]) if c["sealer"] else arc_chain(),
+                arc=chain,
                 list_id=c["list_id"],
+                rcpts=_recipients(extra, relayed),
             )
             yield json.dumps(ev, separators=(",", ":")).encode() + b"\n"
             emitted += 1
@@ -356,3 +418,12 @@ def generate(n_events: int, seed: int = 1, hosts: int = 3, days: int = 7) -> Ite
                 + host.encode()
                 + b'","level":"warning","logger":"mailpolicy.dns","msg":"DNS timeout"}\n'
             )
+
+
+def month(n_events: int = 60_000, seed: int = 30, policies: int = 4) -> bytes:
+    """A realistic month: 30 days of mail on four MX hosts, less at weekends, a big sender's SPF
+    broken for three days mid-month, policies of very different size (a few old-TLS clients next
+    to a few thousand SPF failures)."""
+    return b"".join(
+        generate(n_events, seed=seed, hosts=4, days=30, policies=policies, weekly=True, incident=True)
+    )

@@ -1,7 +1,8 @@
 """``mailpolicy report``: "if I enforced this policy, which mail would I lose?"
 
-Reads the JSON event lines the milter writes (files, ``.gz`` files, or ``-`` for standard input)
-and renders a text, JSON or HTML report. Entry points for scripts and tests:
+Reads the JSON event lines the milter writes (files, ``.gz`` files, or ``-`` for standard input;
+event files, ``journalctl`` output in its ``cat``, ``short``, ``json`` and ``export`` formats,
+syslog files) and renders a text, JSON or HTML report. Entry points for scripts and tests:
 
 - :func:`main` (``main(["--format", "json", "events.log"])``) returns the exit status;
 - :func:`build_report` returns the report document (a dict, the ``--format json`` output)."""
@@ -9,26 +10,48 @@ and renders a text, JSON or HTML report. Entry points for scripts and tests:
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
-from mailpolicy.report.aggregate import REPORT_SCHEMA, Options, build_report, parse_time
+from mailpolicy.report import aggregate
+from mailpolicy.report.aggregate import REPORT_SCHEMA, Options, canonical, parse_time
+from mailpolicy.report.lookalike import our_domain_arg
+from mailpolicy.report.reader import AUTO, FORMATS, InputLog, Seen, reading_order, recording, rescan
 
-__all__ = ["REPORT_SCHEMA", "Options", "add_arguments", "build_report", "main", "run"]
+__all__ = [
+    "FORMATS",
+    "REPORT_SCHEMA",
+    "Options",
+    "add_arguments",
+    "build_report",
+    "main",
+    "parse_when",
+    "run",
+]
 
 
 DESCRIPTION = """If I enforced these policies, which mail would I lose? Reads the milter's JSON event
-lines (plain or gzip files, several hosts at once, or standard input) and reports, per policy and
-for all monitor-mode policies enforced at once, the transactions that would be refused, who sends
-them and whether they are authenticated; TLS use and a TLS floor simulation; suggested exemptions."""
+lines (event files plain or gzip, rotated sets, several hosts at once, or standard input: journalctl
+output as -o cat, short, json or export) and reports, per policy and for all monitor-mode policies
+enforced at once, the transactions that would be refused, who sends them and whether they are
+authenticated; TLS use and a TLS floor simulation; suggested exemptions."""
 
 EPILOG = """examples:
   journalctl -u mailpolicy -o cat --since yesterday | mailpolicy report -
-  mailpolicy report /var/log/mailpolicy/events.log* --since 2026-11-01
+  journalctl -u mailpolicy -o export --since "7 days ago" | mailpolicy report -
+  mailpolicy report /var/log/mailpolicy/events.log* --since 7d
   mailpolicy report --format html -o report.html mx1.log.gz mx2.log.gz
   mailpolicy report --format json --policy spf events.log | jq .combined"""
+
+TIME_HELP = (
+    "a date (YYYY-MM-DD, a UTC day), an RFC 3339 time with offset, or relative to now: 7d, 24h, 30m "
+    "(also s and w), today, yesterday (UTC days), now"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,21 +62,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "files",
         nargs="*",
         metavar="FILE",
-        help="event log files (plain or gzip); '-' or none for standard input",
+        help="event log files (plain or gzip; a logrotate set is read oldest first); '-' or none for "
+        "standard input",
     )
-    p.add_argument("--since", help="only events at or after this date (YYYY-MM-DD) or RFC 3339 time")
-    p.add_argument("--until", help="only events at or before this date (whole day) or RFC 3339 time")
+    p.add_argument("--since", metavar="T", help="only events at or after T: the start of a day; " + TIME_HELP)
+    p.add_argument("--until", metavar="T", help="only events at or before T: the end of a day; " + TIME_HELP)
     p.add_argument(
         "--policy",
         action="append",
         default=[],
         metavar="NAME",
-        help="only this policy (repeatable); the combined scenario then uses only these",
+        help="only this policy (repeatable); the combined scenario then uses only these; a name "
+        "no event has is an error",
     )
     p.add_argument(
-        "--host", action="append", default=[], metavar="NAME", help="only events from this host (repeatable)"
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only events from this host (repeatable); a name no event has is an error",
     )
     p.add_argument("--top", type=int, default=10, metavar="N", help="rows in each top list (default 10)")
+    p.add_argument(
+        "--our-domain",
+        action="append",
+        default=[],
+        type=our_domain_arg,
+        metavar="DOMAIN",
+        help="a domain we receive mail for (repeatable): the look-alike senders section finds From "
+        "domains imitating it; without it, guessed from the milter host names",
+    )
     p.add_argument(
         "--format",
         choices=("text", "json", "html"),
@@ -61,28 +99,213 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="terminal report (default), JSON document (report_schema 1) or HTML page",
     )
     p.add_argument("--output", "-o", metavar="FILE", help="write the report here instead of standard output")
+    p.add_argument(
+        "--input-format",
+        choices=(AUTO, *FORMATS),
+        default=AUTO,
+        metavar="FORMAT",
+        help="how the input is written: auto (default: detected per input from its first line), lines "
+        "(event files, journalctl -o cat), syslog (a prefix before each JSON line: journalctl -o "
+        "short, /var/log/mail.log), journal-json (journalctl -o json), journal-export (journalctl "
+        "-o export)",
+    )
 
 
-def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
+# ---- times ------------------------------------------------------------------------------------
+
+_RELATIVE = re.compile(r"-?(\d{1,9})\s*([smhdw])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+RELATIVE_FORMS = "7d, 24h, 30m, 90s, 2w, today, yesterday or now"
+
+
+def parse_when(text: str, now: datetime, end_of_day: bool = False) -> str:
+    """``--since`` / ``--until`` as a canonical event timestamp (``2026-11-20T00:00:00.000Z``):
+    what :func:`~mailpolicy.report.aggregate.parse_time` takes (a date, an RFC 3339 time), or a
+    time relative to ``now``: ``7d``, ``24h``, ``30m``, ``90s``, ``2w`` ago (``-7d`` too), ``now``,
+    and the UTC days ``today`` and ``yesterday``, which like dates mean the start of the day, or
+    its end with ``end_of_day`` (``--until``). Days are UTC days because event ``ts`` are UTC: a
+    day is the same day in ``--since``, in the daily trends and in ``--since 2026-11-20``."""
+    word = text.strip().lower()
+    if word == "now":
+        return canonical(now)
+    if word in ("today", "yesterday"):
+        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        if word == "yesterday":
+            day -= timedelta(days=1)
+        return parse_time(day.strftime("%Y-%m-%d"), end_of_day)
+    m = _RELATIVE.fullmatch(word)
+    if m:
+        try:
+            return canonical(now - timedelta(seconds=int(m[1]) * _UNIT[m[2]]))
+        except OverflowError:
+            raise ValueError(f"too far back: {text!r}") from None
     try:
+        return parse_time(text, end_of_day)
+    except ValueError as exc:
+        if re.match(r"\s*\d{4}-", text):  # a date or time that is wrong: parse_time says how
+            raise
+        raise ValueError(
+            f"not a date (YYYY-MM-DD), RFC 3339 time or relative time ({RELATIVE_FORMS}): {text!r}"
+        ) from exc
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+
+def build_report(
+    paths: Iterable[str],
+    options: Options | None = None,
+    stdin: IO[bytes] | None = None,
+    *,
+    input_format: str = AUTO,
+) -> dict[str, Any]:
+    """Read every path ("-" for standard input) in the order given, and return the report document.
+    ``input_format``: ``auto`` (detect per source) or one of :data:`FORMATS`."""
+    return _build(paths, options, stdin, InputLog(input_format))
+
+
+def _build(
+    paths: Iterable[str], options: Options | None, stdin: IO[bytes] | None, log: InputLog
+) -> dict[str, Any]:
+    """The report document, with each source's ``format`` and ``omitted`` (journal messages
+    journalctl left out) from ``log``."""
+    with recording(log):
+        doc = aggregate.build_report(paths, options, stdin)
+    sources = doc["input"]["sources"]
+    if len(sources) == len(log.sources):
+        for src, info in zip(sources, log.sources, strict=True):
+            src["format"] = info.format
+            src["omitted"] = info.omitted
+    return doc
+
+
+# ---- after reading: names that matched nothing, and what the input held -----------------------
+
+MAX_LISTED = 20
+
+
+def _listed(names: Iterable[str], capped: bool) -> str:
+    ordered = sorted(names)
+    text = ", ".join(ordered[:MAX_LISTED]) or "none"
+    if len(ordered) > MAX_LISTED or capped:
+        text += ", ..."
+    return text
+
+
+def unknown_names(option: str, wanted: Iterable[str], seen: set[str], capped: bool, what: str) -> list[str]:
+    """One message per ``wanted`` name that no event had, with the names the events had."""
+    out = []
+    for name in sorted(set(wanted) - seen):
+        close = difflib.get_close_matches(name, sorted(seen), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        out.append(f"{option} {name!r} matches no {what} in the input; seen: {_listed(seen, capped)}{hint}")
+    return out
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}"
+
+
+def input_summary(doc: dict[str, Any], seen: Seen | None, given: dict[str, str] | None = None) -> str | None:
+    """What was read when the report has no event, or None when it has some: nothing read, events
+    read but all filtered out, or lines read but none an event (malformed, diagnostics...).
+    ``given``: ``--since`` / ``--until`` as typed, shown next to the time they mean."""
+    inp = doc["input"]
+    if inp["events"]:
+        return None
+    if not inp["lines"]:
+        if all(s["error"] for s in inp["sources"]):
+            return "no events: no input could be read"
+        return "no events: the input is empty"
+    if inp["filtered_out"]:
+        flt = doc["filters"]
+        typed = given or {}
+        by = [
+            f"--{k} {flt[k]}" if typed.get(k, flt[k]) == flt[k] else f"--{k} {typed[k]} ({flt[k]})"
+            for k in ("since", "until")
+            if flt[k]
+        ]
+        by += [f"--host {h}" for h in flt["hosts"]]
+        text = f"{_count(inp['filtered_out'], 'events')} read, all filtered out by {' '.join(by)}"
+        if seen is not None and seen.first:
+            text += f"; the events read are from {seen.first} to {seen.last}"
+            text += f" (hosts: {_listed(seen.hosts, seen.capped)})"
+        return text
+    parts = [
+        (inp["malformed_lines"], "malformed"),
+        (inp["non_event_lines"], 'diagnostics (no "event")'),
+        (sum(inp["unsupported_schema"].values()), "events of an unsupported schema"),
+        (sum(inp["unknown_event_types"].values()), "events of an unknown type"),
+        (inp["blank_lines"], "blank"),
+    ]
+    text = f"no events: {_count(inp['lines'], 'lines')} read: " + ", ".join(
+        f"{n:,} {word}" for n, word in parts if n
+    )
+    if inp["malformed_examples"]:
+        ex = inp["malformed_examples"][0]
+        text += f"; first malformed: {ex['source']} line {ex['line']}: {ex['error']}"
+    return text
+
+
+def run(
+    args: argparse.Namespace, stdin: IO[bytes] | None = None, clock: Callable[[], datetime] | None = None
+) -> int:
+    """The command; ``clock`` gives "now" for relative ``--since`` / ``--until`` (default: the
+    system clock, UTC)."""
+    now = (clock or _utcnow)()
+    try:
+        since = parse_when(args.since, now) if args.since else None
+        until = parse_when(args.until, now, end_of_day=True) if args.until else None
+        if since and until and since > until:
+            raise ValueError(f"--since {args.since!r} ({since}) is after --until {args.until!r} ({until})")
         options = Options(
-            since=parse_time(args.since) if args.since else None,
-            until=parse_time(args.until, end_of_day=True) if args.until else None,
+            since=since,
+            until=until,
             policies=frozenset(args.policy),
             hosts=frozenset(args.host),
             top=max(1, args.top),
+            our_domains=tuple(args.our_domain),
         )
     except ValueError as exc:
         print(f"mailpolicy report: {exc}", file=sys.stderr)
         return 2
-    files = list(args.files) or ["-"]
+    files = reading_order(list(args.files) or ["-"])
     if files == ["-"] and stdin is None and sys.stdin.isatty():
         print(
             "mailpolicy report: reading events from the terminal; give FILE arguments or pipe,"
             " e.g. journalctl -u mailpolicy -o cat | mailpolicy report -",
             file=sys.stderr,
         )
-    doc = build_report(files, options, stdin)
+    # The hosts, policy names and time span of the events before the filters only explain a
+    # filter that matched nothing, and cost about a microsecond a line to collect: they are
+    # collected after reading, from the files, when the report shows such a filter. Standard input
+    # cannot be read twice: with --host or --policy they are collected while it is read.
+    eager = "-" in files and bool(args.host or args.policy)
+    log = InputLog(args.input_format, track=eager, track_policies=eager and bool(args.policy))
+    doc = _build(files, options, stdin, log)
+    status = 0
+    for src in doc["input"]["sources"]:
+        if src["error"]:
+            print(f"mailpolicy report: {src['name']}: {src['error']}", file=sys.stderr)
+            status = 1
+    seen = log.seen
+    unmatched = set(args.host) - {h["host"] for h in doc["hosts"]}
+    unmatched |= set(args.policy) - {p["name"] for p in doc["policies"]}
+    all_filtered = not doc["input"]["events"] and doc["input"]["filtered_out"]
+    if seen is None and (unmatched or all_filtered) and any(f != "-" for f in files):
+        seen = rescan(files, args.input_format, policies=bool(args.policy))
+    if unmatched and seen is not None and seen.events:
+        # Checked after reading, before rendering: the names are only known once all is read.
+        wrong = unknown_names("--policy", args.policy, seen.policies, seen.capped, "policy")
+        wrong += unknown_names("--host", args.host, seen.hosts, seen.capped, "host")
+        if wrong:
+            for message in wrong:
+                print(f"mailpolicy report: {message}", file=sys.stderr)
+            return 2
     text = render(doc, args.format)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -90,13 +313,20 @@ def run(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> int:
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-    status = 0
     for src in doc["input"]["sources"]:
-        if src["error"]:
-            print(f"mailpolicy report: {src['name']}: {src['error']}", file=sys.stderr)
+        if src.get("omitted"):
+            print(
+                f"mailpolicy report: {src['name']}: {src['omitted']:,} journal messages left out by "
+                "journalctl (-o json leaves out messages over 4096 bytes without --all; -o short "
+                "shows binary ones as [blob data]): read the journal with -o export or -o cat",
+                file=sys.stderr,
+            )
             status = 1
     for ver, n in doc["input"]["unsupported_schema"].items():
         print(f"mailpolicy report: refused {n} events with unsupported event schema {ver}", file=sys.stderr)
+    summary = input_summary(doc, seen, {"since": args.since or "", "until": args.until or ""})
+    if summary:
+        print(f"mailpolicy report: {summary}", file=sys.stderr)
     return status
 
 
@@ -112,7 +342,11 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     return text(doc)
 
 
-def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    stdin: IO[bytes] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> int:
     parser = argparse.ArgumentParser(prog="mailpolicy report")
     add_arguments(parser)
-    return run(parser.parse_args(argv), stdin)
+    return run(parser.parse_args(argv), stdin, clock)

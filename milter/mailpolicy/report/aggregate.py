@@ -2,8 +2,12 @@
 
 Memory is bounded by the number of distinct keys (clients, networks, sender domains, days, hosts,
 policies), never by the number of events: each event is folded into counters and dropped.
-:meth:`Aggregator.result` turns the counters into the JSON-ready report document (see
-``docs/report-readme-fragment.md`` for its schema), from which every renderer works."""
+:meth:`Aggregator.result` turns the counters into the JSON-ready report document (README.md, "JSON
+output", has its schema), from which every renderer works.
+
+Recipients are counted next to transactions (see :func:`recipients`): a transaction's
+``rcpt_count`` minus the recipients an enforce-mode policy already refused one by one at RCPT
+(``rcpt_rejected``) is what refusing the whole message would lose."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from mailpolicy import EVENT_SCHEMA, __version__
+from mailpolicy.report.lookalike import Collector
+from mailpolicy.report.lookalike import to_json as lookalikes_json
 from mailpolicy.report.reader import (
     ARC_DECODER,
     DECODER,
@@ -32,8 +38,10 @@ from mailpolicy.report.reader import (
 REPORT_SCHEMA = 1
 """Version of the report JSON document (``report_schema``)."""
 
-AUTH, UNAUTH, UNKNOWN = 1, 2, 3  # indexes into the per-key counter lists: [total, auth, unauth, unknown]
+AUTH, UNAUTH, UNKNOWN = 1, 2, 3  # indexes into the per-key counter lists (see _bump)
+RCPTS = 4  # offset of the recipient counts in those lists: [txns, auth, unauth, unknown, rcpts, ...]
 REFUSING = ("reject", "tempfail")
+REFUSED_OUTCOMES = frozenset(("rejected", "tempfailed"))  # the transaction was refused as a whole
 TLS_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
 FLOORS = ("TLSv1.2", "TLSv1.3")
 PLAINTEXT = "plaintext"
@@ -46,6 +54,31 @@ UNKNOWN_CLIENT = "(unknown)"
 FORWARDED_ARC, MAILING_LIST, DIRECT = "forwarded_arc", "mailing_list", "direct"
 PATHS = (FORWARDED_ARC, MAILING_LIST, DIRECT)
 DIRECT_PATH = (DIRECT, "")
+POLICY_ORDER = ("require_starttls", "tls_min_version", "spf", "dmarc", "arc")
+"""The order of policies everywhere in the report (the milter's evaluation order); others follow by
+name."""
+_ORDER = {name: i for i, name in enumerate(POLICY_ORDER)}
+
+
+def policy_order(name: str) -> tuple[int, str]:
+    """Sort key: :data:`POLICY_ORDER`, then other policies by name."""
+    return (_ORDER.get(name, len(_ORDER)), name)
+
+
+def by_policy(counts: dict[str, Any]) -> dict[str, Any]:
+    """``counts`` with its keys (policy names) in :func:`policy_order`."""
+    return {k: counts[k] for k in sorted(counts, key=policy_order)}
+
+
+def recipients(rcpt_count: int, rcpt_rejected: int, outcome: str | None, monitor: bool) -> int:
+    """The recipients a refusal of one transaction concerns. A monitor-mode decision that would
+    refuse the transaction would lose the recipients it still had after RCPT: ``rcpt_count`` minus
+    those an enforce-mode policy already refused at RCPT. An enforce-mode refusal refused all of a
+    transaction refused as a whole (outcome rejected or tempfailed), else only the recipients
+    refused at RCPT (the others were delivered). The hot path inlines this."""
+    if monitor:
+        return rcpt_count - rcpt_rejected
+    return rcpt_count if outcome in REFUSED_OUTCOMES else rcpt_rejected
 
 
 def parse_time(text: str, end_of_day: bool = False) -> str:
@@ -107,6 +140,19 @@ def client_network(ip: str) -> str:
     return net
 
 
+def client_name(name: str | None, ip: str) -> str:
+    """``name`` unless it is no name: empty, the MTA's ``unknown``, or the address itself as an
+    MTA writes it without a PTR record (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``)."""
+    if not name:
+        return ""
+    bare = name.strip().lower().strip("[]")
+    if bare.startswith("ipv6:"):
+        bare = bare[5:]
+    if bare in ("", "unknown", ip.lower()):
+        return ""
+    return name
+
+
 def sender_domain(ev: Event) -> str:
     if ev.header_from_domain:
         return ev.header_from_domain.lower()
@@ -152,21 +198,51 @@ def mail_path(ev: Event) -> tuple[tuple[str, str], list[str]]:
     return DIRECT_PATH, []
 
 
-def _ranked(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
-    """The ``n`` largest counts, ties by name."""
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+def _ranked(counts: dict[str, list[int]], n: int) -> list[tuple[str, list[int]]]:
+    """The ``n`` largest [transactions, recipients] pairs by transactions, then recipients, ties by
+    name."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:n]
 
 
-def _bump(table: dict[str, list[int]], key: str, state: int, n: int = 1) -> None:
+def _row() -> list[int]:
+    """Counts by authentication state: [transactions, authenticated, unauthenticated, unknown], then
+    the same four for recipients."""
+    return [0] * 8
+
+
+def _bump(table: dict[str, list[int]], key: str, state: int, n: int, r: int) -> None:
     row = table.get(key)
     if row is None:
-        row = table[key] = [0, 0, 0, 0]
+        row = table[key] = _row()
     row[0] += n
     row[state] += n
+    row[RCPTS] += r
+    row[RCPTS + state] += r
 
 
 def _split(row: list[int]) -> dict[str, int]:
-    return {"transactions": row[0], "authenticated": row[1], "unauthenticated": row[2], "unknown": row[3]}
+    return {
+        "transactions": row[0],
+        "authenticated": row[1],
+        "unauthenticated": row[2],
+        "unknown": row[3],
+        "recipients": row[4],
+        "authenticated_recipients": row[5],
+        "unauthenticated_recipients": row[6],
+        "unknown_recipients": row[7],
+    }
+
+
+def _pair(counts: dict[Any, list[int]], key: Any, r: int) -> None:
+    """``counts[key]``, a [transactions, recipients] pair, plus one transaction of ``r`` recipients.
+    Updated in place: one hash of the key (a dict store would hash the tuple again), which keeps
+    the recipients as cheap to count as the transactions alone were."""
+    row = counts.get(key)
+    if row is None:
+        counts[key] = [1, r]
+    else:
+        row[0] += 1
+        row[1] += r
 
 
 def _share(part: int, whole: int) -> float:
@@ -174,12 +250,13 @@ def _share(part: int, whole: int) -> float:
 
 
 def _top(table: dict[str, list[int]], n: int) -> list[tuple[str, list[int]]]:
-    return sorted(table.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:n]
+    """The ``n`` rows with the most transactions, then authenticated ones, then recipients."""
+    return sorted(table.items(), key=lambda kv: (-kv[1][0], -kv[1][1], -kv[1][RCPTS], kv[0]))[:n]
 
 
 @dataclass
 class Tables:
-    total: list[int]
+    total: list[int]  # see _row
     domains: dict[str, list[int]]
     clients: dict[str, list[int]]
     networks: dict[str, list[int]]
@@ -187,59 +264,72 @@ class Tables:
 
 
 class Affected:
-    """Transactions a policy refuses or would refuse, counted by (client IP, sender domain,
-    authentication state) and by path (see :func:`mail_path`); the per-sender, per-client and
-    per-network tables are derived at the end (:meth:`tables`), which keeps the per-transaction
-    work to two dict increments."""
+    """Transactions a policy refuses or would refuse, with their recipients, counted by (client IP,
+    sender domain, authentication state) and by path (see :func:`mail_path`); the per-sender,
+    per-client and per-network tables are derived at the end (:meth:`tables`), which keeps the
+    per-transaction work to two dict updates."""
 
     def __init__(self, names: dict[str, str]):
-        self.counts: dict[tuple[str, str, int], int] = {}
-        self.paths: dict[tuple[str, str], int] = {}  # (path, sealer or list id) -> transactions
+        # (client IP, sender domain, auth state) -> [transactions, recipients]
+        self.counts: dict[tuple[str, str, int], list[int]] = {}
+        # (path, sealer or list id) -> [transactions, recipients]
+        self.paths: dict[tuple[str, str], list[int]] = {}
         self.names = names  # client IP -> client name, shared by the whole aggregator
         self._tables: Tables | None = None
 
-    def add(self, who: tuple[str, str, int], path: tuple[str, str]) -> None:
-        counts, paths = self.counts, self.paths
-        counts[who] = counts.get(who, 0) + 1
-        paths[path] = paths.get(path, 0) + 1
+    def add(self, who: tuple[str, str, int], path: tuple[str, str], r: int) -> None:
+        _pair(self.counts, who, r)
+        _pair(self.paths, path, r)
 
     def path_summary(self, top: int) -> dict[str, Any]:
-        """AFFECTED.paths: the three paths' counts (they add up to the affected transactions),
-        with the ``top`` sealers and list ids by count."""
-        totals = dict.fromkeys(PATHS, 0)
-        named: dict[str, dict[str, int]] = {FORWARDED_ARC: {}, MAILING_LIST: {}}
-        for (kind, name), n in self.paths.items():
-            totals[kind] += n
+        """AFFECTED.paths: the three paths' counts (they add up to the affected transactions and
+        recipients), with the ``top`` sealers and list ids by count."""
+        totals = {k: [0, 0] for k in PATHS}
+        named: dict[str, dict[str, list[int]]] = {FORWARDED_ARC: {}, MAILING_LIST: {}}
+        for (kind, name), (n, r) in self.paths.items():
+            totals[kind][0] += n
+            totals[kind][1] += r
             if kind in named:
-                named[kind][name] = named[kind].get(name, 0) + n
+                row = named[kind].setdefault(name, [0, 0])
+                row[0] += n
+                row[1] += r
         sealers, lists = named[FORWARDED_ARC], named[MAILING_LIST]
         return {
             FORWARDED_ARC: {
-                "transactions": totals[FORWARDED_ARC],
+                "transactions": totals[FORWARDED_ARC][0],
+                "recipients": totals[FORWARDED_ARC][1],
                 "distinct_sealers": len(sealers),
-                "sealers": [{"sealer": k, "transactions": v} for k, v in _ranked(sealers, top)],
+                "sealers": [
+                    {"sealer": k, "transactions": v[0], "recipients": v[1]} for k, v in _ranked(sealers, top)
+                ],
             },
             MAILING_LIST: {
-                "transactions": totals[MAILING_LIST],
+                "transactions": totals[MAILING_LIST][0],
+                "recipients": totals[MAILING_LIST][1],
                 "distinct_lists": len(lists),
-                "lists": [{"list_id": k, "transactions": v} for k, v in _ranked(lists, top)],
+                "lists": [
+                    {"list_id": k, "transactions": v[0], "recipients": v[1]} for k, v in _ranked(lists, top)
+                ],
             },
-            DIRECT: {"transactions": totals[DIRECT]},
+            DIRECT: {"transactions": totals[DIRECT][0], "recipients": totals[DIRECT][1]},
         }
 
     def tables(self) -> Tables:
         if self._tables is None:
-            t = Tables([0, 0, 0, 0], {}, {}, {}, {})
-            for (ip, domain, state), n in self.counts.items():
-                t.total[0] += n
-                t.total[state] += n
-                _bump(t.domains, domain, state, n)
-                _bump(t.clients, ip, state, n)
+            t = Tables(_row(), {}, {}, {}, {})
+            total = t.total
+            for (ip, domain, state), (n, r) in self.counts.items():
+                total[0] += n
+                total[state] += n
+                total[RCPTS] += r
+                total[RCPTS + state] += r
+                _bump(t.domains, domain, state, n, r)
+                _bump(t.clients, ip, state, n, r)
                 if ip != UNKNOWN_CLIENT:
                     net = client_network(ip)
-                    _bump(t.networks, net, state, n)
+                    _bump(t.networks, net, state, n, r)
                     names = t.network_names.setdefault(net, [])
-                    name = self.names.get(ip) or ip
+                    name = client_name(self.names.get(ip), ip) or ip
                     if len(names) < MAX_NAMES and name not in names:
                         names.append(name)
             self._tables = t
@@ -265,25 +355,30 @@ class Affected:
 class PolicyStats:
     name: str
     transactions: int = 0
+    recipients: int = 0
     modes: Counter[str] = field(default_factory=Counter)
     results: Counter[str] = field(default_factory=Counter)
     exempt: Counter[str] = field(default_factory=Counter)
     would: Counter[str] = field(default_factory=Counter)  # monitor mode: action -> count
     applied: Counter[str] = field(default_factory=Counter)  # enforce mode, applied: action -> count
+    would_recipients: int = 0  # recipients of the transactions monitor mode would refuse
+    refused_recipients: int = 0  # recipients enforce mode refused (see recipients())
     affected: Affected = field(default_factory=lambda: Affected({}))
-    # day -> [transactions, would refuse, refused]
+    # day -> [transactions, would refuse, refused, recipients, would refuse rcpts, refused rcpts]
     daily: dict[str, list[int]] = field(default_factory=dict)
     overrides: Counter[str] = field(default_factory=Counter)  # override reason -> transactions
-    # (override reason, details.override_by) -> transactions
-    overrides_by: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (override reason, details.override_by) -> [transactions, recipients]
+    overrides_by: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def result(self, top: int) -> dict[str, Any]:
         seen = self.transactions
         would = self.would["reject"] + self.would["tempfail"]
         refused = self.applied["reject"] + self.applied["tempfail"]
+        by = sorted(self.overrides_by.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:top]
         return {
             "name": self.name,
             "transactions": seen,
+            "recipients": self.recipients,
             "modes": dict(self.modes.most_common()),
             "results": dict(self.results.most_common()),
             "exempt": dict(self.exempt.most_common()),
@@ -292,19 +387,29 @@ class PolicyStats:
             "would_quarantine": self.would["quarantine"],
             "would_refuse": would,
             "would_refuse_share": _share(would, seen),
+            "would_refuse_recipients": self.would_recipients,
             "rejected": self.applied["reject"],
             "tempfailed": self.applied["tempfail"],
             "quarantined": self.applied["quarantine"],
             "refused": refused,
             "refused_share": _share(refused, seen),
+            "refused_recipients": self.refused_recipients,
             "affected": self.affected.summary(top),
             "overrides": dict(sorted(self.overrides.items(), key=lambda kv: (-kv[1], kv[0]))),
             "overrides_by": [
-                {"override": reason, "by": by, "transactions": n}
-                for (reason, by), n in sorted(self.overrides_by.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+                {"override": reason, "by": name, "transactions": n, "recipients": r}
+                for (reason, name), (n, r) in by
             ],
             "daily": [
-                {"date": d, "transactions": r[0], "would_refuse": r[1], "refused": r[2]}
+                {
+                    "date": d,
+                    "transactions": r[0],
+                    "would_refuse": r[1],
+                    "refused": r[2],
+                    "recipients": r[3],
+                    "would_refuse_recipients": r[4],
+                    "refused_recipients": r[5],
+                }
                 for d, r in sorted(self.daily.items())
             ],
         }
@@ -317,24 +422,25 @@ class FloorStats:
 
     floor: str
     sessions: int = 0
-    clients: dict[str, list[int]] = field(default_factory=dict)  # ip -> [txns, auth, unauth, unknown]
+    clients: dict[str, list[int]] = field(default_factory=dict)  # ip -> _row()
     domains: dict[str, list[int]] = field(default_factory=dict)
-    transactions: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-    lost: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    transactions: list[int] = field(default_factory=_row)
+    lost: list[int] = field(default_factory=_row)
     lost_clients: dict[str, list[int]] = field(default_factory=dict)
     kept_exempt: Counter[str] = field(default_factory=Counter)
 
-    def add(self, ip: str, domain: str, state: int, exempt: str | None, n: int) -> None:
-        self.transactions[0] += n
-        self.transactions[state] += n
-        _bump(self.clients, ip, state, n)
-        _bump(self.domains, domain, state, n)
+    def add(self, ip: str, domain: str, state: int, exempt: str | None, n: int, r: int) -> None:
+        for row in (self.transactions,) if exempt is not None else (self.transactions, self.lost):
+            row[0] += n
+            row[state] += n
+            row[RCPTS] += r
+            row[RCPTS + state] += r
+        _bump(self.clients, ip, state, n, r)
+        _bump(self.domains, domain, state, n, r)
         if exempt is not None:
             self.kept_exempt[exempt] += n
         else:
-            self.lost[0] += n
-            self.lost[state] += n
-            _bump(self.lost_clients, ip, state, n)
+            _bump(self.lost_clients, ip, state, n, r)
 
     def result(self, top: int, names: dict[str, str]) -> dict[str, Any]:
         return {
@@ -364,8 +470,11 @@ class Combo:
     pid: int
     acting: tuple[str, ...]  # policies that refuse or would refuse
     lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
+    enforced: tuple[str, ...]  # enforce-mode policies that refused (applied)
     starttls_exempt: str | None
-    dmarc_fail: bool  # the dmarc policy refuses or would refuse a DMARC fail (a sealer could vouch)
+    # the dmarc policy refuses (False) or would refuse (True) a DMARC fail (a sealer could vouch);
+    # None when it does neither
+    dmarc_fail: bool | None
     overridden: bool  # a decision has an override (see Aggregator.overrides_by)
 
 
@@ -374,8 +483,11 @@ class HostStats:
     events: int = 0
     connections: int = 0
     transactions: int = 0
+    recipients: int = 0
     would_lose: int = 0
+    would_lose_recipients: int = 0
     refused: int = 0
+    refused_recipients: int = 0
     first: str = ""
     last: str = ""
 
@@ -396,16 +508,20 @@ class Options:
     policies: frozenset[str] = frozenset()
     hosts: frozenset[str] = frozenset()
     top: int = 10
+    our_domains: tuple[str, ...] = ()
+    """Domains we receive mail for (``--our-domain``): the look-alike senders section finds From
+    domains imitating them; empty: guessed from the events' host names."""
 
 
 class Aggregator:
-    """Folds events into counters. The hot path does one dict increment per policy decision and one
-    per event, keyed by small tuples (day, host, mode, result, ...); the per-sender tables are only
-    touched for the few transactions that a policy refuses or would refuse, or that are below a
-    simulated TLS floor."""
+    """Folds events into counters. The hot path does two dict updates per transaction, keyed by
+    small tuples: (host, day, policy combination, outcome) with the recipient sums, and (TLS version,
+    cipher); a connection is one. The per-sender tables are only touched for the transactions that
+    a policy refuses or would refuse, or that are below a simulated TLS floor."""
 
     def __init__(self, options: Options | None = None):
         self.opt = options or Options()
+        self.lookalikes = Collector(self.opt.our_domains)
         self.sources: list[SourceStats] = []
         self.lines = 0
         self.blank = 0
@@ -417,33 +533,37 @@ class Aggregator:
         self.filtered_out = 0
         # host -> [first ts, last ts]
         self.spans: dict[str, list[str]] = {}
-        # (day, policy combination id) -> transactions; see _combo
-        self.decisions: dict[tuple[str, int], int] = {}
+        # (host, day, policy combination id, outcome) -> [transactions, rcpt_count, rcpt_rejected]
+        # sums; see _combo. Hosts, days, outcomes and every policy's counts derive from it.
+        self.decisions: dict[tuple[str, str, int, str | None], list[int]] = {}
         self._combos: dict[bytes, Combo] = {}
         self._by_decisions: dict[tuple[tuple[str, PolicyRec], ...], Combo] = {}
         self._combo_ids: dict[tuple[tuple[str, PolicyRec], ...], int] = {}
         self._combo_items: list[tuple[tuple[str, PolicyRec], ...]] = []
-        # (host, day, tls version, cipher, outcome, lost in the combined scenario) -> transactions
-        self.txns: dict[tuple[str, str, str, str | None, str | None, bool], int] = {}
+        self._lost_pids: set[int] = set()  # combinations lost in the combined scenario
+        # (tls version, cipher) -> transactions
+        self.txns: dict[tuple[str, str | None], int] = {}
         # (host, day, tls version, cipher) -> connections
         self.conns: dict[tuple[str, str, str, str | None], int] = {}
         self.names: dict[str, str] = {}  # client IP -> first client name seen, for affected clients
         self.affected: dict[str, Affected] = {}
         self.combined = Affected(self.names)
-        self.combined_solely: Counter[str] = Counter()
-        self.combined_policies: Counter[str] = Counter()
+        # policy -> [transactions, recipients] it alone / it (among others) would refuse
+        self.combined_solely: dict[str, list[int]] = {}
+        self.combined_policies: dict[str, list[int]] = {}
         # (ip, version) -> sessions below TLS 1.2
         self.legacy_sessions: dict[tuple[str, str], int] = {}
-        # (version, ip, sender domain, auth state, require_starttls exemption) -> transactions
-        # below the highest simulated floor
-        self.below: dict[tuple[str, str, str, int, str | None], int] = {}
+        # (version, ip, sender domain, auth state, require_starttls exemption) ->
+        # [transactions, recipients] below the highest simulated floor
+        self.below: dict[tuple[str, str, str, int, str | None], list[int]] = {}
         # DMARC failures the dmarc policy refuses or would refuse that came with a valid ARC chain:
-        # (newest sealer, sender domain) -> transactions, and (newest sealer, an earlier sealer of
-        # the chain) -> transactions; the trusted_arc_sealers suggestions (see suggest.py)
-        self.arc_refused: dict[tuple[str, str], int] = {}
+        # (newest sealer, sender domain) -> [transactions, recipients], and (newest sealer, an
+        # earlier sealer of the chain) -> transactions; the trusted_arc_sealers suggestions (see
+        # suggest.py)
+        self.arc_refused: dict[tuple[str, str], list[int]] = {}
         self.arc_earlier: dict[tuple[str, str], int] = {}
-        # (policy, override reason, details.override_by) -> transactions
-        self.overrides_by: dict[tuple[str, str, str], int] = {}
+        # (policy, override reason, details.override_by) -> [transactions, recipients]
+        self.overrides_by: dict[tuple[str, str, str], list[int]] = {}
 
     # ---- input ----
 
@@ -597,13 +717,18 @@ class Aggregator:
             if d.action in REFUSING and (d.mode == "monitor" or (d.mode == "enforce" and d.applied))
         )
         lost_by = tuple(k for k, d in acting if d.mode == "monitor")
+        if lost_by:
+            self._lost_pids.add(pid)
         rs = decoded.get("require_starttls")
-        dmarc_fail = any(k == "dmarc" and d.result == "fail" for k, d in acting)
+        dmarc_fail = next(
+            (d.mode == "monitor" for k, d in acting if k == "dmarc" and d.result == "fail"), None
+        )
         overridden = any(d.override is not None for _, d in items)
         return Combo(
             pid,
             tuple(k for k, _ in acting),
             lost_by,
+            tuple(k for k, d in acting if d.mode != "monitor"),
             rs.exempt if rs is not None else None,
             dmarc_fail,
             overridden,
@@ -616,45 +741,76 @@ class Aggregator:
         if combo is None:
             combo = self._combo(raw)
         version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
-        acting, lost_by = combo.acting, combo.lost_by
+        rc, rr = ev.rcpt_count, ev.rcpt_rejected
+        if rr > rc:
+            rr = rc  # inconsistent counts: no more refused than seen
+        acting = combo.acting
         below = version in BELOW_TOP
         # Everything is decoded before anything is counted: an object of the wrong shape makes the
         # line malformed, never half-counted.
         vouched = self._vouched(raw) if combo.overridden else ()
+        live = rc - rr  # what refusing the whole message would lose (see recipients())
         if acting or below:
-            # Rare path: who is affected, one key per (client, sender domain, auth state), and how
-            # the mail came.
+            # Who is affected, one key per (client, sender domain, auth state), and how the mail
+            # came. Affected.add and _pair are inlined here: this runs for every refused message.
             ip = ev.client_ip or UNKNOWN_CLIENT
             who = (ip, sender_domain(ev), auth_state(ev))
             path, chain = mail_path(ev) if acting else (DIRECT_PATH, [])
             if ip not in self.names:
                 self.names[ip] = ev.client_name or ""
+            lost_by = combo.lost_by
+            affected = self.affected
+            whole = live
             for name in acting:
-                aff = self.affected.get(name)
+                aff = affected.get(name)
                 if aff is None:
-                    aff = self.affected[name] = Affected(self.names)
-                counts, paths = aff.counts, aff.paths  # Affected.add, inlined (hot enough)
-                counts[who] = counts.get(who, 0) + 1
-                paths[path] = paths.get(path, 0) + 1
+                    aff = affected[name] = Affected(self.names)
+                r = live
+                if name in combo.enforced:
+                    r = whole = rc if ev.outcome in REFUSED_OUTCOMES else rr  # see recipients()
+                row = aff.counts.get(who)
+                if row is None:
+                    aff.counts[who] = [1, r]
+                else:
+                    row[0] += 1
+                    row[1] += r
+                row = aff.paths.get(path)
+                if row is None:
+                    aff.paths[path] = [1, r]
+                else:
+                    row[0] += 1
+                    row[1] += r
             if lost_by:
-                self.combined.add(who, path)
+                self.combined.add(who, path, live)
                 if len(lost_by) == 1:
-                    self.combined_solely[lost_by[0]] += 1
+                    _pair(self.combined_solely, lost_by[0], live)
                 for name in lost_by:
-                    self.combined_policies[name] += 1
-            if combo.dmarc_fail and path[0] == FORWARDED_ARC:
-                self._arc_refused(path[1], who[1], chain)
+                    _pair(self.combined_policies, name, live)
+            if combo.dmarc_fail is not None and path[0] == FORWARDED_ARC:
+                self._arc_refused(path[1], who[1], chain, live if combo.dmarc_fail else whole)
             if below:
                 bkey = (version, *who, combo.starttls_exempt)
-                self.below[bkey] = self.below.get(bkey, 0) + 1
+                row = self.below.get(bkey)  # _pair, inlined
+                if row is None:
+                    self.below[bkey] = [1, live]
+                else:
+                    row[0] += 1
+                    row[1] += live
         for vkey in vouched:
-            self.overrides_by[vkey] = self.overrides_by.get(vkey, 0) + 1
-        key = (day, combo.pid)
-        decisions = self.decisions
-        decisions[key] = decisions.get(key, 0) + 1
-        tkey = (ev.host, day, version, ev.tls_cipher, ev.outcome, bool(lost_by))
+            _pair(self.overrides_by, vkey, live)
+        key = (ev.host, day, combo.pid, ev.outcome)
+        row = self.decisions.get(key)
+        if row is None:
+            self.decisions[key] = [1, rc, rr]
+        else:
+            row[0] += 1
+            row[1] += rc
+            if rr:
+                row[2] += rr
+        tkey = (version, ev.tls_cipher)
         txns = self.txns
         txns[tkey] = txns.get(tkey, 0) + 1
+        self.lookalikes.add_event(ev)
 
     def _vouched(self, raw: bytes) -> list[tuple[str, str, str]]:
         """(policy, override reason, details.override_by) of each overridden decision: who
@@ -667,30 +823,53 @@ class Aggregator:
                 out.append((name, d.override, by))
         return out
 
-    def _arc_refused(self, sealer: str, domain: str, chain: list[str]) -> None:
-        key = (sealer, domain)
-        self.arc_refused[key] = self.arc_refused.get(key, 0) + 1
+    def _arc_refused(self, sealer: str, domain: str, chain: list[str], r: int) -> None:
+        _pair(self.arc_refused, (sealer, domain), r)
         for earlier in set(chain[:-1]) - {sealer}:
             ekey = (sealer, earlier)
             self.arc_earlier[ekey] = self.arc_earlier.get(ekey, 0) + 1
 
     # ---- output ----
 
-    def policy_stats(self) -> dict[str, PolicyStats]:
-        out: dict[str, PolicyStats] = {}
-        for (day, pid), n in self.decisions.items():
-            for name, d in self._combo_items[pid]:
-                self._add_decision(out, name, day, d, n)
-        for (name, reason, by), n in self.overrides_by.items():
-            if name in out:
-                out[name].overrides_by[(reason, by)] += n
+    def _by_day(self) -> dict[tuple[str, int, bool], list[int]]:
+        """``decisions`` without the host: (day, policy combination, refused as a whole) ->
+        [transactions, rcpt_count, rcpt_rejected]."""
+        out: dict[tuple[str, int, bool], list[int]] = {}
+        for (_, day, pid, outcome), (n, rc, rr) in self.decisions.items():
+            row = out.setdefault((day, pid, outcome in REFUSED_OUTCOMES), [0, 0, 0])
+            row[0] += n
+            row[1] += rc
+            row[2] += rr
         return out
 
-    def _add_decision(self, out: dict[str, PolicyStats], name: str, day: str, d: PolicyRec, n: int) -> None:
+    def policy_stats(self) -> dict[str, PolicyStats]:
+        out: dict[str, PolicyStats] = {}
+        for (day, pid, whole), (n, rc, rr) in self._by_day().items():
+            for name, d in self._combo_items[pid]:
+                self._add_decision(out, name, day, d, n, rc, rc if whole else rr, rc - rr)
+        for (name, reason, by), nr in self.overrides_by.items():
+            if name in out:
+                out[name].overrides_by[(reason, by)] = nr
+        return out
+
+    def _add_decision(
+        self,
+        out: dict[str, PolicyStats],
+        name: str,
+        day: str,
+        d: PolicyRec,
+        n: int,
+        rc: int,
+        refused_r: int,
+        live: int,
+    ) -> None:
+        """``n`` transactions with ``rc`` recipients, ``refused_r`` of them refused and ``live`` still
+        there after RCPT (see :func:`recipients`), that ``name`` decided ``d``."""
         ps = out.get(name)
         if ps is None:
             ps = out[name] = PolicyStats(name, affected=self.affected.get(name) or Affected(self.names))
         ps.transactions += n
+        ps.recipients += rc
         ps.modes[d.mode] += n
         ps.results[d.result] += n
         if d.exempt is not None:
@@ -699,18 +878,23 @@ class Aggregator:
             ps.overrides[d.override] += n
         row = ps.daily.get(day)
         if row is None:
-            row = ps.daily[day] = [0, 0, 0]
+            row = ps.daily[day] = [0, 0, 0, 0, 0, 0]
         row[0] += n
+        row[3] += rc
         if d.action == "continue":
             return
         if d.mode == "monitor":
             ps.would[d.action] += n
             if d.action in REFUSING:
                 row[1] += n
+                row[4] += live
+                ps.would_recipients += live
         elif d.applied:
             ps.applied[d.action] += n
             if d.action in REFUSING:
                 row[2] += n
+                row[5] += refused_r
+                ps.refused_recipients += refused_r
 
     @property
     def first(self) -> str:
@@ -725,27 +909,42 @@ class Aggregator:
 
         top = self.opt.top
         stats = self.policy_stats()
-        policies = [stats[k].result(top) for k in sorted(stats, key=_policy_order)]
+        policies = [stats[k].result(top) for k in sorted(stats, key=policy_order)]
 
         hosts: dict[str, HostStats] = {}
         outcomes: Counter[str] = Counter()
+        # day -> [transactions, lost, refused, recipients, lost rcpts, refused rcpts]
         comb_daily: dict[str, list[int]] = {}
-        txn_tls: Counter[str] = Counter()
-        txn_cipher: Counter[tuple[str, str]] = Counter()
-        for (host, day, version, cipher, outcome, lost), n in self.txns.items():
-            h = hosts.setdefault(host, HostStats())
+        lost_pids = self._lost_pids
+        for (host, day, pid, outcome), (n, rc, rr) in self.decisions.items():
+            h = hosts.get(host)
+            if h is None:
+                h = hosts[host] = HostStats()
             h.events += n
             h.transactions += n
+            h.recipients += rc
             outcomes[outcome or "unknown"] += n
-            refused = outcome in ("rejected", "tempfailed")
-            row = comb_daily.setdefault(day, [0, 0, 0])
+            row = comb_daily.get(day)
+            if row is None:
+                row = comb_daily[day] = [0, 0, 0, 0, 0, 0]
             row[0] += n
-            if lost:
+            row[3] += rc
+            if pid in lost_pids:
                 row[1] += n
+                row[4] += rc - rr
                 h.would_lose += n
-            if refused:
+                h.would_lose_recipients += rc - rr
+            if outcome in REFUSED_OUTCOMES:
                 row[2] += n
                 h.refused += n
+                refused_r = rc
+            else:
+                refused_r = rr
+            row[5] += refused_r
+            h.refused_recipients += refused_r
+        txn_tls: Counter[str] = Counter()
+        txn_cipher: Counter[tuple[str, str]] = Counter()
+        for (version, cipher), n in self.txns.items():
             txn_tls[version] += n
             txn_cipher[(version, cipher or "")] += n
         conn_tls: Counter[str] = Counter()
@@ -763,19 +962,35 @@ class Aggregator:
                 hosts[host].first, hosts[host].last = first, last
         n_txns = sum(txn_tls.values())
         n_conns = sum(conn_tls.values())
+        n_rcpts = sum(h.recipients for h in hosts.values())
+        n_refused_r = sum(h.refused_recipients for h in hosts.values())
 
-        n_lost = self.combined.tables().total[0]
+        lost = self.combined.tables().total
         combined_doc = {
             "policies": [p["name"] for p in policies if p["modes"].get("monitor")],
             "transactions": n_txns,
-            "lost": n_lost,
-            "lost_share": _share(n_lost, n_txns),
-            "lost_by_policy": dict(self.combined_policies.most_common()),
-            "lost_only_by_policy": dict(self.combined_solely.most_common()),
+            "recipients": n_rcpts,
+            "lost": lost[0],
+            "lost_share": _share(lost[0], n_txns),
+            "lost_recipients": lost[RCPTS],
+            "lost_recipients_share": _share(lost[RCPTS], n_rcpts),
+            "lost_by_policy": by_policy({k: v[0] for k, v in self.combined_policies.items()}),
+            "lost_only_by_policy": by_policy({k: v[0] for k, v in self.combined_solely.items()}),
+            "lost_recipients_by_policy": by_policy({k: v[1] for k, v in self.combined_policies.items()}),
+            "lost_recipients_only_by_policy": by_policy({k: v[1] for k, v in self.combined_solely.items()}),
             "already_refused": outcomes["rejected"] + outcomes["tempfailed"],
+            "already_refused_recipients": n_refused_r,
             "affected": self.combined.summary(top),
             "daily": [
-                {"date": d, "transactions": r[0], "lost": r[1], "refused": r[2]}
+                {
+                    "date": d,
+                    "transactions": r[0],
+                    "lost": r[1],
+                    "refused": r[2],
+                    "recipients": r[3],
+                    "lost_recipients": r[4],
+                    "refused_recipients": r[5],
+                }
                 for d, r in sorted(comb_daily.items())
             ],
         }
@@ -794,6 +1009,36 @@ class Aggregator:
                 "top": top,
             },
             "period": {"first": self.first or None, "last": self.last or None},
+            "combined": combined_doc,
+            "policies": policies,
+            "suggestions": sugg,
+            "sealer_suggestions": sealers,
+            "suggestions_toml": suggestions_toml(sugg, self, stats, sealers),
+            "lookalikes": lookalikes_json(self.lookalikes.result(top)),
+            "tls": self._tls_result(top, conn_tls, conn_cipher, txn_tls, txn_cipher, tls_daily),
+            "hosts": [
+                {
+                    "host": name,
+                    "events": h.events,
+                    "connections": h.connections,
+                    "transactions": h.transactions,
+                    "recipients": h.recipients,
+                    "refused": h.refused,
+                    "refused_recipients": h.refused_recipients,
+                    "would_lose": h.would_lose,
+                    "would_lose_recipients": h.would_lose_recipients,
+                    "first": h.first,
+                    "last": h.last,
+                }
+                for name, h in sorted(hosts.items())
+            ],
+            "totals": {
+                "connections": n_conns,
+                "transactions": n_txns,
+                "recipients": n_rcpts,
+                "refused_recipients": n_refused_r,
+                "outcomes": dict(outcomes.most_common()),
+            },
             "input": {
                 "sources": [
                     {
@@ -815,30 +1060,6 @@ class Aggregator:
                 "unknown_event_types": dict(self.unknown_event_types.most_common()),
                 "filtered_out": self.filtered_out,
             },
-            "hosts": [
-                {
-                    "host": name,
-                    "events": h.events,
-                    "connections": h.connections,
-                    "transactions": h.transactions,
-                    "refused": h.refused,
-                    "would_lose": h.would_lose,
-                    "first": h.first,
-                    "last": h.last,
-                }
-                for name, h in sorted(hosts.items())
-            ],
-            "totals": {
-                "connections": n_conns,
-                "transactions": n_txns,
-                "outcomes": dict(outcomes.most_common()),
-            },
-            "policies": policies,
-            "combined": combined_doc,
-            "tls": self._tls_result(top, conn_tls, conn_cipher, txn_tls, txn_cipher, tls_daily),
-            "suggestions": sugg,
-            "sealer_suggestions": sealers,
-            "suggestions_toml": suggestions_toml(sugg, self, stats, sealers),
         }
         return doc
 
@@ -884,11 +1105,11 @@ class Aggregator:
         for (ip, version), n in self.legacy_sessions.items():
             legacy.setdefault(ip, [0, 0])[0] += n
             legacy_versions.setdefault(ip, set()).add(version)
-        for (version, ip, domain, state, exempt), n in self.below.items():
+        for (version, ip, domain, state, exempt), (n, r) in self.below.items():
             rank = TLS_RANK[version]
             for f in floors.values():
                 if rank < TLS_RANK[f.floor]:
-                    f.add(ip, domain, state, exempt, n)
+                    f.add(ip, domain, state, exempt, n, r)
             if version in LEGACY:
                 legacy.setdefault(ip, [0, 0])[1] += n
                 legacy_versions.setdefault(ip, set()).add(version)
@@ -924,13 +1145,6 @@ def _version_rank(version: str) -> int:
     if version == PLAINTEXT:
         return -2
     return TLS_RANK.get(version, -1)
-
-
-_ORDER = {"require_starttls": 0, "tls_min_version": 1, "spf": 2, "dkim": 3, "dmarc": 4}
-
-
-def _policy_order(name: str) -> tuple[int, str]:
-    return (_ORDER.get(name, 99), name)
 
 
 def build_report(

@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from mailpolicy.report.aggregate import RCPTS, policy_order
+from mailpolicy.report.tables import plural
+
 if TYPE_CHECKING:
     from mailpolicy.report.aggregate import Aggregator, PolicyStats
 
@@ -35,7 +38,7 @@ def config_domain(name: str) -> str | None:
 
 def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for name in sorted(policies):
+    for name in sorted(policies, key=policy_order):
         aff = policies[name].affected.tables()
         total_auth = aff.total[1]
         if not total_auth:
@@ -55,6 +58,9 @@ def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, An
                     "authenticated_kept": row[1],
                     "unauthenticated_let_through": row[2],
                     "unknown_let_through": row[3],
+                    "authenticated_recipients_kept": row[RCPTS + 1],
+                    "unauthenticated_recipients_let_through": row[RCPTS + 2],
+                    "unknown_recipients_let_through": row[RCPTS + 3],
                     "authenticated_share_of_policy": round(row[1] / total_auth, 6),
                     "client_names": list(aff.network_names.get(net, [])),
                 }
@@ -77,13 +83,15 @@ def sealer_suggestions(agg: Aggregator, stats: dict[str, PolicyStats], top: int)
             valid[name] = config_domain(name)
         return valid[name]
 
-    totals: dict[str, int] = {}
+    totals: dict[str, list[int]] = {}  # sealer -> [transactions, recipients]
     domains: dict[str, dict[str, int]] = {}
-    for (sealer, sender), n in agg.arc_refused.items():
+    for (sealer, sender), (n, r) in agg.arc_refused.items():
         name = domain(sealer)
         if name is None or name in trusted:
             continue
-        totals[name] = totals.get(name, 0) + n
+        row = totals.setdefault(name, [0, 0])
+        row[0] += n
+        row[1] += r
         per = domains.setdefault(name, {})
         per[sender] = per.get(sender, 0) + n
     earlier: dict[str, dict[str, int]] = {}
@@ -93,13 +101,14 @@ def sealer_suggestions(agg: Aggregator, stats: dict[str, PolicyStats], top: int)
             per = earlier.setdefault(name, {})
             per[other] = per.get(other, 0) + n
     out: list[dict[str, Any]] = []
-    for name, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
+    for name, (n, r) in sorted(totals.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:top]:
         senders = domains[name]
         out.append(
             {
                 "policy": "dmarc",
                 "sealer": name,
                 "transactions": n,
+                "recipients": r,
                 "sender_domains": len(senders),
                 "sender_domain_names": _most(senders),
                 "earlier_sealers": _most(earlier.get(name, {})),
@@ -149,7 +158,7 @@ def suggestions_toml(
     by_policy: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         by_policy.setdefault(item["policy"], []).append(item)
-    for name in sorted({*by_policy, *(["dmarc"] if sealers else [])}):
+    for name in sorted({*by_policy, *(["dmarc"] if sealers else [])}, key=policy_order):
         lines.append("")
         lines.append(f"[policies.{name}]")
         if name in by_policy:
@@ -161,8 +170,7 @@ def suggestions_toml(
 
 def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
     def note(s: dict[str, Any]) -> str:
-        n = s["transactions"]
-        text = f"up to {n} transaction{'s' if n != 1 else ''} would be kept"
+        text = f"up to {plural(s['transactions'], 'transaction')} would be kept"
         names = s["sender_domain_names"][:3]
         if names:
             more = ", ..." if s["sender_domains"] > len(names) else ""
@@ -172,7 +180,11 @@ def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
         return _comment_safe(text)
 
     total = sum(s["transactions"] for s in sealers)
-    head = f"# keeps up to {total} DMARC failures this policy refuses or would refuse (forwarded, valid ARC)"
+    rcpts = sum(s["recipients"] for s in sealers)
+    head = (
+        f"# keeps up to {plural(total, 'DMARC failure')} ({plural(rcpts, 'recipient')}) this policy"
+        " refuses or would refuse (forwarded, valid ARC)"
+    )
     if len(sealers) == 1:
         return [head, f'trusted_arc_sealers = ["{sealers[0]["sealer"]}"]  # {note(sealers[0])}']
     return [head, "trusted_arc_sealers = [", *(f'    "{s["sealer"]}",  # {note(s)}' for s in sealers), "]"]
@@ -180,9 +192,11 @@ def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
 
 def _exemption_lines(rows: list[dict[str, Any]], ps: PolicyStats) -> list[str]:
     kept = sum(r["authenticated_kept"] for r in rows)
+    kept_r = sum(r["authenticated_recipients_kept"] for r in rows)
+    total = ps.affected.tables().total
     lines = [
-        f"# keeps {kept} of {ps.affected.tables().total[1]} authenticated transactions this policy"
-        " refuses"
+        f"# keeps {kept} of {plural(total[1], 'authenticated transaction')}"
+        f" ({kept_r} of {plural(total[RCPTS + 1], 'recipient')}) this policy refuses"
         f" or would refuse; lets {sum(r['unauthenticated_let_through'] for r in rows)}"
         " unauthenticated through",
         "exempt_networks = [",

@@ -127,12 +127,23 @@ def test_combined_scenario_counts_each_transaction_once(tmp_path: Path) -> None:
     assert c["lost"] == 5
     assert c["lost_share"] == round(5 / 11, 6)
     assert c["lost_by_policy"] == {"spf": 5, "require_starttls": 2}
+    assert list(c["lost_by_policy"]) == ["require_starttls", "spf"]  # the report's policy order
     assert c["lost_only_by_policy"] == {"spf": 3}
     assert c["already_refused"] == 1
     assert c["affected"]["authenticated"] == 2
     assert c["affected"]["unauthenticated"] == 3
     assert c["policies"] == ["require_starttls", "spf", "dmarc"]
-    assert c["daily"] == [{"date": "2026-11-20", "transactions": 11, "lost": 5, "refused": 1}]
+    assert c["daily"] == [
+        {
+            "date": "2026-11-20",
+            "transactions": 11,
+            "lost": 5,
+            "refused": 1,
+            "recipients": 11,
+            "lost_recipients": 5,
+            "refused_recipients": 1,
+        }
+    ]
     assert policy(doc, "spf")["would_quarantine"] == 1
     # --policy narrows the scenario to the chosen policies
     doc = report(tmp_path, events, policies=frozenset({"require_starttls"}))

@@ -139,33 +139,35 @@ def test_three_paths_with_known_counts(tmp_path: Path) -> None:
     assert a["paths"] == {
         "forwarded_arc": {
             "transactions": 10,
+            "recipients": 10,
             "distinct_sealers": 5,
             "sealers": [
-                {"sealer": LISTS, "transactions": 5},
-                {"sealer": "fwd.example.net", "transactions": 2},
-                {"sealer": "bad sealer", "transactions": 1},
-                {"sealer": "temp.example", "transactions": 1},
-                {"sealer": "trusted.example", "transactions": 1},
+                {"sealer": LISTS, "transactions": 5, "recipients": 5},
+                {"sealer": "fwd.example.net", "transactions": 2, "recipients": 2},
+                {"sealer": "bad sealer", "transactions": 1, "recipients": 1},
+                {"sealer": "temp.example", "transactions": 1, "recipients": 1},
+                {"sealer": "trusted.example", "transactions": 1, "recipients": 1},
             ],
         },
         "mailing_list": {
             "transactions": 4,
+            "recipients": 4,
             "distinct_lists": 2,
             "lists": [
-                {"list_id": DEV, "transactions": 3},
-                {"list_id": "other.lists.example.org", "transactions": 1},
+                {"list_id": DEV, "transactions": 3, "recipients": 3},
+                {"list_id": "other.lists.example.org", "transactions": 1, "recipients": 1},
             ],
         },
-        "direct": {"transactions": 3},
+        "direct": {"transactions": 3, "recipients": 3},
     }
     # the combined scenario counts only monitor mode: the enforced refusal is not "lost"
     c = doc["combined"]["affected"]
     assert c["transactions"] == doc["combined"]["lost"] == 16
     paths = c["paths"]
     assert [paths[k]["transactions"] for k in ("forwarded_arc", "mailing_list", "direct")] == [9, 4, 3]
-    assert paths["forwarded_arc"]["sealers"][0] == {"sealer": LISTS, "transactions": 4}
+    assert paths["forwarded_arc"]["sealers"][0] == {"sealer": LISTS, "transactions": 4, "recipients": 4}
     # policies that refuse nothing still carry the (empty) paths
-    assert policy(doc, "spf")["affected"]["paths"]["direct"] == {"transactions": 0}
+    assert policy(doc, "spf")["affected"]["paths"]["direct"] == {"transactions": 0, "recipients": 0}
 
 
 def test_paths_add_up_and_are_bounded_by_top(tmp_path: Path) -> None:
@@ -180,7 +182,7 @@ def test_paths_add_up_and_are_bounded_by_top(tmp_path: Path) -> None:
         assert len(p["mailing_list"]["lists"]) == 1
     p = policy(doc, "dmarc")["affected"]["paths"]
     assert (p["forwarded_arc"]["distinct_sealers"], p["mailing_list"]["distinct_lists"]) == (5, 2)
-    assert p["forwarded_arc"]["sealers"] == [{"sealer": LISTS, "transactions": 5}]
+    assert p["forwarded_arc"]["sealers"] == [{"sealer": LISTS, "transactions": 5, "recipients": 5}]
     assert len(doc["sealer_suggestions"]) == 1
 
 
@@ -189,8 +191,8 @@ def test_overrides_are_counted_per_policy(tmp_path: Path) -> None:
     d = policy(doc, "dmarc")
     assert d["overrides"] == {"trusted_forwarder": 3, "mailing_list": 2, "local_policy": 1}
     assert d["overrides_by"] == [
-        {"override": "trusted_forwarder", "by": "trusted.example", "transactions": 3},
-        {"override": "mailing_list", "by": DEV, "transactions": 2},
+        {"override": "trusted_forwarder", "by": "trusted.example", "transactions": 3, "recipients": 3},
+        {"override": "mailing_list", "by": DEV, "transactions": 2, "recipients": 2},
     ]
     assert d["exempt"] == {"network": 1}
     # overridden decisions continue: neither refused nor would be
@@ -209,6 +211,7 @@ def test_sealer_suggestions_and_toml(tmp_path: Path) -> None:
             "policy": "dmarc",
             "sealer": LISTS,
             "transactions": 5,
+            "recipients": 5,
             "sender_domains": 2,
             "sender_domain_names": ["bank.example", "shop.example"],
             "earlier_sealers": [],
@@ -217,6 +220,7 @@ def test_sealer_suggestions_and_toml(tmp_path: Path) -> None:
             "policy": "dmarc",
             "sealer": "fwd.example.net",
             "transactions": 2,
+            "recipients": 2,
             "sender_domains": 1,
             "sender_domain_names": ["bank.example"],
             "earlier_sealers": ["origin.example"],
@@ -273,12 +277,14 @@ def test_sealers_merge_with_dmarc_exemptions(tmp_path: Path) -> None:
         txn(tls=None, ip="198.51.100.3", policies={"require_starttls": would_reject()}, authenticated=True)
     ]
     doc = report(tmp_path, events)
+    # in the report's policy order (require_starttls, tls_min_version, spf, dmarc, arc), as everywhere
     assert [(s["policy"], s["network"]) for s in doc["suggestions"]] == [
-        ("dmarc", "203.0.113.0/24"),
         ("require_starttls", "198.51.100.0/24"),
+        ("dmarc", "203.0.113.0/24"),
     ]
     snippet = doc["suggestions_toml"]
     assert snippet.count("[policies.dmarc]") == 1
+    assert snippet.index("[policies.require_starttls]") < snippet.index("[policies.dmarc]")
     assert "SUGGESTED exemptions" in snippet and "SUGGESTED trusted ARC sealers" in snippet
     parsed = tomllib.loads(snippet)
     assert parsed["policies"]["dmarc"] == {
@@ -331,11 +337,11 @@ def test_old_events_without_the_new_keys_count_as_direct(tmp_path: Path) -> None
     a = d["affected"]
     assert a["transactions"] == 17
     assert a["paths"] == {
-        "forwarded_arc": {"transactions": 0, "distinct_sealers": 0, "sealers": []},
-        "mailing_list": {"transactions": 0, "distinct_lists": 0, "lists": []},
-        "direct": {"transactions": 17},
+        "forwarded_arc": {"transactions": 0, "recipients": 0, "distinct_sealers": 0, "sealers": []},
+        "mailing_list": {"transactions": 0, "recipients": 0, "distinct_lists": 0, "lists": []},
+        "direct": {"transactions": 17, "recipients": 17},
     }
-    assert doc["combined"]["affected"]["paths"]["direct"] == {"transactions": 16}
+    assert doc["combined"]["affected"]["paths"]["direct"] == {"transactions": 16, "recipients": 16}
     assert d["overrides"] == {} and d["overrides_by"] == []
     assert doc["sealer_suggestions"] == []
     # old and new events in one report
@@ -366,18 +372,18 @@ def test_a_malformed_arc_object_is_not_half_counted(tmp_path: Path) -> None:
 
 def test_text_report_shows_paths_sealers_and_lists(tmp_path: Path) -> None:
     text = render_text(report(tmp_path, scenario()))
-    combined = text[text.index("== Combined scenario") : text.index("== Policy ")]
+    combined = text[text.index("== Combined scenario") : text.index("== Suggestions ==")]
     dmarc = text[text.index("== Policy dmarc ==") : text.index("== TLS ==")]
     for section, counts in ((combined, (9, 4, 3)), (dmarc, (10, 4, 3))):
         rows = [line.split() for line in section.splitlines()]
         forwarded = rows[_row(rows, "forwarded")]
         assert forwarded[:7] == ["forwarded", "with", "a", "valid", "ARC", "chain", str(counts[0])]
         assert ["mailing", "list", "(List-Id)", str(counts[1])] == rows[_row(rows, "mailing")][:4]
-        assert ["direct", str(counts[2])] == rows[_row(rows, "direct")][:2]
+        assert ["direct", str(counts[2]), str(counts[2])] == rows[_row(rows, "direct")][:3]
         assert "sealer (newest ARC set)" in section and "list id" in section
         assert DEV in section and "other.lists.example.org" in section
-    assert ["lists.example.org", "5"] in [line.split() for line in dmarc.splitlines()]
-    assert ["lists.example.org", "4"] in [line.split() for line in combined.splitlines()]
+    assert ["lists.example.org", "5", "5"] in [line.split() for line in dmarc.splitlines()]
+    assert ["lists.example.org", "4", "4"] in [line.split() for line in combined.splitlines()]
     assert "overrides (local policy changed the action" in dmarc
     assert "trusted_forwarder 3, mailing_list 2, local_policy 1" in dmarc
     suggestions = text[text.index("== Suggestions ==") :]
@@ -415,7 +421,7 @@ def test_html_report_shows_paths_and_escapes_names(tmp_path: Path) -> None:
     for chart in ("chart-paths", "chart-paths-dmarc"):
         assert f'id="{chart}"' in page
     assert page.count("<h3>How the lost mail came</h3>") == 1
-    assert page.count("<h3>How the affected mail came</h3>") == 1
+    assert page.count("<h4>How the affected mail came</h4>") == 1  # in the dmarc policy's card
     assert "<td>forwarded with a valid ARC chain</td><td>10</td>" in page
     assert "<td>mailing list (List-Id)</td><td>5</td>" in page
     assert f"<td>{LISTS}</td><td>5</td>" in page
@@ -434,7 +440,7 @@ def test_cli_json_has_the_contract_keys(tmp_path: Path) -> None:
         p = a["paths"]
         assert set(p["forwarded_arc"]) >= {"transactions", "sealers"}
         assert set(p["mailing_list"]) >= {"transactions", "lists"}
-        assert set(p["direct"]) == {"transactions"}
+        assert set(p["direct"]) == {"transactions", "recipients"}
         assert sum(p[k]["transactions"] for k in p) == a["transactions"]
     assert {"sealer", "transactions"} <= set(doc["sealer_suggestions"][0])
     assert tomllib.loads(doc["suggestions_toml"])["policies"]["dmarc"]["trusted_arc_sealers"][0] == LISTS
