@@ -1,19 +1,25 @@
 """`make demo`: a throwaway Postfix on 127.0.0.1 with mailpolicy attached over a unix socket, a mixed
 sample of real SMTP traffic, the records it wrote, the would-reject counts from /metrics, and
-`mailpolicy report` over the event log.
+`mailpolicy report` over the event log; then the rest of README's first week: the report's
+suggested exemptions applied, require_starttls switched to enforce by a reload, the same traffic
+again, and the report over what came after the reload.
 
 Everything runs on loopback under a temp directory and is removed at the end."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mailpolicy.model import iso
+from mailpolicy.report import Options, build_report
 from mailpolicy.report import main as report_main
 from support.dkimkeys import rsa_key, sign
 from support.dnsserver import DnsServer
@@ -51,6 +57,59 @@ def section(title: str) -> None:
     print(f"\n=== {title} " + "=" * max(0, 70 - len(title)))
 
 
+def send(stack: Stack) -> None:
+    for addr, name, tls, count in SAMPLE:
+        c = Client("127.0.0.1", stack.postfix.port, helo=name or "localhost")
+        if name:
+            c.xclient(addr, name)
+        if tls:
+            c.starttls(tls)
+        for _ in range(count):
+            domain = (name or "localhost.example").split(".", 1)[-1]
+            sender = unique_sender("demo", domain)
+            body = message(sender, ["user@rcpt.example"]).encode()
+            if domain == "legacy.example":  # DKIM-signed for sender.example: authenticated
+                sender = unique_sender("news", "sender.example")
+                body = sign(message(sender, ["user@rcpt.example"]).encode(), "sender.example", "s1", KEY)
+            r = c.send(sender, ["user@rcpt.example"], body)
+            refused = r.refused_sender or r.data_reply or next(iter(r.refused_rcpts.values()), None)
+            outcome = (
+                "accepted" if r.accepted else f"refused: {refused[0]} {refused[1]}" if refused else str(r)
+            )
+            print(f"  {addr:<14} {tls or 'plaintext':<9} -> {outcome}")
+        c.quit()
+
+
+def wait_events(stack: Stack, count: int) -> None:
+    deadline = time.monotonic() + 15
+    while len(stack.milter.events("transaction")) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+
+
+def enforce_with_suggestions(stack: Stack) -> str:
+    """Step 3 and 4 of the first week: the report's TOML suggestions merged into the configuration,
+    require_starttls switched to enforce, `systemctl reload` (SIGHUP). Returns the reload time."""
+    doc = build_report([str(stack.milter.log_file)], Options())
+    snippet = doc["suggestions_toml"]
+    print(snippet.rstrip() or "  (no suggestion)")
+    suggested = tomllib.loads(snippet) if snippet else {}
+    policies = suggested.get("policies", {})
+    policies.setdefault("require_starttls", {})["mode"] = "enforce"
+    m = stack.milter
+    before = m.metric("mailpolicy_config_reloads_total", result="ok")
+    m.write_config({"policies": policies})
+    pid = m.proc.pid if m.proc else "?"
+    print(f"\n  $ mailpolicy check-config && systemctl reload mailpolicy   (here: kill -HUP {pid})")
+    started = json.dumps(time.time())
+    m.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while m.metric("mailpolicy_config_reloads_total", result="ok") <= before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print("  reloaded: new transactions run under the new configuration")
+    return started
+
+
 def main() -> int:
     dns = DnsServer(ZONE).start()
     CONFIG["dns"] = {"nameservers": [dns.nameserver], "timeout": 1.0}
@@ -59,27 +118,8 @@ def main() -> int:
     stack.start()
     try:
         section("sending mail")
-        for addr, name, tls, count in SAMPLE:
-            c = Client("127.0.0.1", stack.postfix.port, helo=name or "localhost")
-            if name:
-                c.xclient(addr, name)
-            if tls:
-                c.starttls(tls)
-            for _ in range(count):
-                domain = (name or "localhost.example").split(".", 1)[-1]
-                sender = unique_sender("demo", domain)
-                body = message(sender, ["user@rcpt.example"]).encode()
-                if domain == "legacy.example":  # DKIM-signed for sender.example: authenticated
-                    sender = unique_sender("news", "sender.example")
-                    body = sign(message(sender, ["user@rcpt.example"]).encode(), "sender.example", "s1", KEY)
-                r = c.send(sender, ["user@rcpt.example"], body)
-                print(f"  {addr:<14} {tls or 'plaintext':<9} -> {'accepted' if r.accepted else r}")
-            c.quit()
-        expected = sum(n for *_, n in SAMPLE)
-        deadline = time.monotonic() + 15
-        while len(stack.milter.events("transaction")) < expected and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.3)
+        send(stack)
+        wait_events(stack, sum(n for *_, n in SAMPLE))
 
         section("connection records (one JSON line each, abridged)")
         for e in stack.milter.events("connection"):
@@ -133,6 +173,17 @@ def main() -> int:
         html.parent.mkdir(exist_ok=True)
         report_main(["--format", "html", "--output", str(html), str(stack.milter.log_file)])
         print(f"\nHTML version of this report: {html}")
+
+        section("apply the suggested exemptions, enforce require_starttls, reload")
+        reloaded = enforce_with_suggestions(stack)
+        section("the same traffic, a week later")
+        first = len(stack.milter.events("transaction"))
+        send(stack)
+        wait_events(stack, first + sum(n for *_, n in SAMPLE))
+        since = iso(float(reloaded))
+        section(f"mailpolicy report --since {since} {stack.milter.log_file.name}")
+        sys.stdout.flush()
+        report_main(["--since", since, str(stack.milter.log_file)])
     finally:
         stack.stop()
         dns.stop()

@@ -17,9 +17,21 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
-    assert out.count("-> accepted") == 12
-    assert "require_starttls  would reject: 5   exempted: 1" in out
+    first, week = out.split("=== apply the suggested exemptions", 1)
+    assert first.count("-> accepted") == 12
+    assert "require_starttls  would reject: 5   exempted: 1" in first
     assert "tls_min_version   would reject: 3" in out
     assert "== Combined scenario" in out and '"203.0.113.0/24"' in out  # the report's suggestion
     assert (tmp_path / "artifacts" / "demo-report.html").read_text().count("<svg") >= 3
+    # the rest of the first week: suggestions applied, require_starttls enforced by a reload; the
+    # same traffic again loses only the unauthenticated plaintext mail, the exempted network passes
+    assert "exempt_networks = [" in week and "reloaded" in week
+    again = week.split("=== the same traffic, a week later", 1)[1].split("=== mailpolicy report --since", 1)[
+        0
+    ]
+    assert again.count("-> accepted") == 9
+    assert again.count("-> refused: 530 5.7.0 Must issue a STARTTLS command first") == 3
+    assert "203.0.113.5    plaintext -> accepted" in again  # exempted: its authenticated mail kept
+    after = week.split("=== mailpolicy report --since", 1)[1]
+    assert "require_starttls  enforce" in after
     assert "stopped Postfix and mailpolicy" in out

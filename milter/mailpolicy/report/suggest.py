@@ -132,7 +132,9 @@ def suggestions_toml(
     sealers = sealers or []
     if not items and not sealers:
         return ""
-    period = f"Period {(agg.first or '?')[:10]} .. {(agg.last or '?')[:10]}, {len(agg.spans)} host(s)."
+    hosts = len(agg.spans)
+    span = f"{(agg.first or '?')[:10]} .. {(agg.last or '?')[:10]}"
+    period = f"Period {span}, {hosts} host{'' if hosts == 1 else 's'}."
     lines: list[str] = []
     if items:
         lines += [
