@@ -12,6 +12,7 @@ Recipients are counted next to transactions (see :func:`recipients`): a transact
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -104,9 +105,13 @@ def canonical(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z").fullmatch
+"""The milter's own timestamp form (``2026-11-20T00:00:00.000Z``): taken as it is."""
+
+
 def normalise_ts(ts: str) -> str | None:
     """Event timestamps are canonical already; anything else is parsed (slow path)."""
-    if len(ts) == 24 and ts[-1] == "Z":
+    if CANONICAL_TS(ts):
         return ts
     try:
         dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
@@ -607,7 +612,7 @@ class Aggregator:
                         self.unsupported_schema[ev.schema] += 1
                     continue
                 ts = ev.ts
-                if len(ts) != 24 or ts[-1] != "Z":
+                if not CANONICAL_TS(ts):
                     fixed = normalise_ts(ts)
                     if fixed is None:
                         self._malformed(src, n, f"bad 'ts': {ts!r}")
