@@ -105,13 +105,25 @@ def canonical(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-CANONICAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z").fullmatch
-"""The milter's own timestamp form (``2026-11-20T00:00:00.000Z``): taken as it is."""
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z").fullmatch
+_CANONICAL_DAYS: set[str] = set()  # "2026-11-20T": timestamps starting so passed _CANONICAL
+
+
+def check_ts(ts: str) -> str | None:
+    """The slow path of the timestamp test in ``Aggregator._consume`` (which takes a timestamp as
+    it is when it has 24 characters, a ``.`` before the milliseconds and a day already seen in a
+    canonical timestamp): the full check, remembering the day, or the timestamp parsed into the
+    milter's form, or None."""
+    if _CANONICAL(ts):
+        if len(_CANONICAL_DAYS) < 100_000:
+            _CANONICAL_DAYS.add(ts[:11])
+        return ts
+    return normalise_ts(ts)
 
 
 def normalise_ts(ts: str) -> str | None:
     """Event timestamps are canonical already; anything else is parsed (slow path)."""
-    if CANONICAL_TS(ts):
+    if _CANONICAL(ts):
         return ts
     try:
         dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
@@ -589,6 +601,7 @@ class Aggregator:
         filtering = bool(since or until or hosts)
         on_txn, on_conn = self._transaction, self._connection
         spans = self.spans
+        days = _CANONICAL_DAYS
         n = src.lines
         events = 0
         try:
@@ -612,8 +625,8 @@ class Aggregator:
                         self.unsupported_schema[ev.schema] += 1
                     continue
                 ts = ev.ts
-                if not CANONICAL_TS(ts):
-                    fixed = normalise_ts(ts)
+                if len(ts) != 24 or ts[19] != "." or ts[:11] not in days:
+                    fixed = check_ts(ts)
                     if fixed is None:
                         self._malformed(src, n, f"bad 'ts': {ts!r}")
                         continue
