@@ -387,14 +387,6 @@ class Verifier:
 
     # -- body ----------------------------------------------------------------------------------
 
-    @property
-    def body_bytes(self) -> int:
-        return self._bodies.bytes
-
-    @property
-    def body_truncated(self) -> bool:
-        return self._bodies.truncated
-
     def body(self, chunk: bytes) -> None:
         if not self._started:
             self._start_body()
@@ -437,7 +429,7 @@ class Verifier:
             return self._outcome("permerror", self._error)
         if self._problem:
             return self._outcome("fail", self._problem)
-        if self.body_truncated:
+        if self._bodies.truncated:
             return self._outcome("permerror", "message larger than auth.max_message_bytes")
         n = self._n
         newest = self._ams[n]

@@ -558,14 +558,6 @@ class Verifier:
             (relaxed_body, alg, limit), lambda: BodyHash(relaxed_body, HASHES[alg], limit)
         )
 
-    @property
-    def body_bytes(self) -> int:
-        return self._bodies.bytes
-
-    @property
-    def body_truncated(self) -> bool:
-        return self._bodies.truncated
-
     def body(self, chunk: bytes) -> None:
         if not self._body_started:
             self._start_body()
@@ -596,7 +588,7 @@ class Verifier:
         if self.too_many_fields:
             res.result, res.reason = "neutral", f"more than {MAX_HEADER_FIELDS} header fields"
             return res
-        if self.body_truncated:
+        if self._bodies.truncated:
             res.result, res.reason = "neutral", "message larger than auth.max_message_bytes"
             return res
         alg = tags[b"a"]

@@ -82,6 +82,8 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from mailpolicy.report.reader import DKIM_DECODER, RESULT_DECODER
+
 MAX_DOMAINS = 100_000
 """Verdicts (look-alike or not) cached per distinct From domain; the cache is emptied when full."""
 MAX_LOOKALIKES = 10_000
@@ -718,22 +720,6 @@ class TransactionEvent(Protocol):
     def dmarc(self) -> msgspec.Raw: ...
 
 
-class _Spf(msgspec.Struct):
-    result: str = ""
-
-
-class _Dkim(msgspec.Struct):
-    result: str = ""
-    aligned: bool = False
-
-
-class _Dmarc(msgspec.Struct):
-    result: str = ""
-
-
-_SPF = msgspec.json.Decoder(_Spf | None)
-_DKIM = msgspec.json.Decoder(list[_Dkim] | None)
-_DMARC = msgspec.json.Decoder(_Dmarc | None)
 UNKNOWN = "unknown"
 
 
@@ -753,17 +739,10 @@ def dkim_outcome(signatures: Iterable[tuple[str, bool]]) -> str:
     return "pass-unaligned" if unaligned else (first or "none")
 
 
-def _decode_spf(raw: msgspec.Raw) -> str:
+def _decode_result(raw: msgspec.Raw) -> str:
+    """The result word of an spf or dmarc object; ``unknown`` when absent or malformed."""
     try:
-        rec = _SPF.decode(raw) if raw else None
-    except msgspec.DecodeError:
-        return UNKNOWN
-    return (rec.result or UNKNOWN) if rec is not None else UNKNOWN
-
-
-def _decode_dmarc(raw: msgspec.Raw) -> str:
-    try:
-        rec = _DMARC.decode(raw) if raw else None
+        rec = RESULT_DECODER.decode(raw) if raw else None
     except msgspec.DecodeError:
         return UNKNOWN
     return (rec.result or UNKNOWN) if rec is not None else UNKNOWN
@@ -771,7 +750,7 @@ def _decode_dmarc(raw: msgspec.Raw) -> str:
 
 def _decode_dkim(raw: msgspec.Raw) -> str:
     try:
-        sigs = _DKIM.decode(raw) if raw else None
+        sigs = DKIM_DECODER.decode(raw) if raw else None
     except msgspec.DecodeError:
         return UNKNOWN
     if sigs is None:
@@ -850,9 +829,9 @@ class Collector:
             return
         self._record(
             v,
-            _decode_spf(ev.spf),
+            _decode_result(ev.spf),
             _decode_dkim(ev.dkim),
-            _decode_dmarc(ev.dmarc),
+            _decode_result(ev.dmarc),
             ev.client_ip,
             ev.client_name,
             ev.rcpt_count,

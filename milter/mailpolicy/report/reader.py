@@ -79,8 +79,13 @@ class DkimRec(msgspec.Struct):
     aligned: bool = False
 
 
-class DmarcRec(msgspec.Struct):
+class ResultRec(msgspec.Struct):
+    """An authentication object of which only the result word is read (spf, dmarc)."""
+
     result: str = ""
+
+
+DmarcRec = ResultRec
 
 
 class ArcRec(msgspec.Struct):
@@ -128,7 +133,7 @@ class Event(msgspec.Struct):
 DECODER = msgspec.json.Decoder(Event)
 POLICIES_DECODER = msgspec.json.Decoder(dict[str, PolicyRec] | None)
 OVERRIDES_DECODER = msgspec.json.Decoder(dict[str, OverrideRec] | None)
-DMARC_DECODER = msgspec.json.Decoder(DmarcRec | None)
+DMARC_DECODER = RESULT_DECODER = msgspec.json.Decoder(ResultRec | None)
 DKIM_DECODER = msgspec.json.Decoder(list[DkimRec] | None)
 ARC_DECODER = msgspec.json.Decoder(ArcRec | None)
 DecodeError = msgspec.DecodeError  # base class of ValidationError too
