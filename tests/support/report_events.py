@@ -10,6 +10,7 @@ import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 BASE = datetime(2026, 11, 20, tzinfo=UTC)
@@ -427,3 +428,17 @@ def month(n_events: int = 60_000, seed: int = 30, policies: int = 4) -> bytes:
     return b"".join(
         generate(n_events, seed=seed, hosts=4, days=30, policies=policies, weekly=True, incident=True)
     )
+
+
+def report(tmp_path: Path, events: list[dict[str, Any]] | bytes, **opts: Any) -> dict[str, Any]:
+    """The report document (``--format json``) over ``events`` written to a file in ``tmp_path``."""
+    from mailpolicy.report import Options, build_report
+
+    path = tmp_path / "events.log"
+    path.write_bytes(events if isinstance(events, bytes) else lines(events))
+    return build_report([str(path)], Options(**opts))
+
+
+def policy(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """One policy's object of a report document."""
+    return next(p for p in doc["policies"] if p["name"] == name)

@@ -8,24 +8,12 @@ import ipaddress
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mailpolicy.report import Options, build_report
+from mailpolicy.report import build_report
 from mailpolicy.report.aggregate import Aggregator
-from support.report_events import conn, decision, lines, txn, would_reject
-
-
-def report(tmp_path: Path, events: list[dict[str, Any]] | bytes, **opts: Any) -> dict[str, Any]:
-    path = tmp_path / "events.log"
-    path.write_bytes(events if isinstance(events, bytes) else lines(events))
-    return build_report([str(path)], Options(**opts))
-
-
-def policy(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(p for p in doc["policies"] if p["name"] == name)
-
+from support.report_events import conn, decision, lines, policy, report, txn, would_reject
 
 PASS_STARTTLS = {"require_starttls": decision("monitor", "pass")}
 

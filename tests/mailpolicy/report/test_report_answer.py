@@ -14,24 +14,23 @@ from typing import Any
 
 import pytest
 
-from mailpolicy.report import Options, build_report
+from mailpolicy.report import build_report
 from mailpolicy.report import tables as t
 from mailpolicy.report.aggregate import POLICY_ORDER, policy_order
 from mailpolicy.report.render_html import bar_table, sparkline
 from mailpolicy.report.render_html import render as render_html
 from mailpolicy.report.render_text import render as render_text
-from support.report_events import arc_chain, conn, decision, dmarc_override, lines, month, txn, would_reject
-
-
-def report(tmp_path: Path, events: list[dict[str, Any]] | bytes, **opts: Any) -> dict[str, Any]:
-    path = tmp_path / "events.log"
-    path.write_bytes(events if isinstance(events, bytes) else lines(events))
-    return build_report([str(path)], Options(**opts))
-
-
-def policy(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(p for p in doc["policies"] if p["name"] == name)
-
+from support.report_events import (
+    arc_chain,
+    conn,
+    decision,
+    dmarc_override,
+    month,
+    policy,
+    report,
+    txn,
+    would_reject,
+)
 
 ENFORCED = decision("enforce", "fail", "reject", applied=True)
 

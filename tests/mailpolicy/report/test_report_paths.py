@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mailpolicy import config
-from mailpolicy.report import Options, build_report, main
+from mailpolicy.report import main
 from mailpolicy.report.render_html import render as render_html
 from mailpolicy.report.render_text import render as render_text
 from support.report_events import (
@@ -19,22 +19,14 @@ from support.report_events import (
     dmarc_override,
     lines,
     old_event,
+    policy,
+    report,
     txn,
     would_reject,
 )
 
 LISTS = "lists.example.org"
 DEV = "dev.lists.example.org"
-
-
-def report(tmp_path: Path, events: list[dict[str, Any]] | bytes, **opts: Any) -> dict[str, Any]:
-    path = tmp_path / "events.log"
-    path.write_bytes(events if isinstance(events, bytes) else lines(events))
-    return build_report([str(path)], Options(**opts))
-
-
-def policy(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(p for p in doc["policies"] if p["name"] == name)
 
 
 def dm(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
