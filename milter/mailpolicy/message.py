@@ -3,7 +3,7 @@
 Each header field is looked at once, as it arrives: From values are kept for DMARC (up to
 :data:`mailpolicy.auth.dmarc.MAX_FROM_FIELDS`, the count is always exact), every
 Authentication-Results field claiming our authserv-id is remembered by its index (for removal),
-the mailing-list fields (RFC 2919 List-Id, RFC 2369 List-Post) are noted, and the field is handed
+the first List-Id (RFC 2919) is kept for the mailing-list override, and the field is handed
 to each authentication method that reads the message (DKIM, ARC), which keeps the fields it may
 have to hash (up to :data:`mailpolicy.auth.dkim.MAX_HEADER_FIELDS`; beyond that its signatures are
 ``neutral``). The body is never stored: the methods hash it chunk by chunk. Padding the header
@@ -22,9 +22,6 @@ from mailpolicy.auth.dmarc import MAX_FROM_FIELDS
 _FROM = "from"
 _AR = auth_header.NAME.lower()
 _LIST_ID = "list-id"
-_LIST_FIELDS = frozenset(
-    ("list-id", "list-post", "list-unsubscribe", "list-help", "list-owner", "list-archive")
-)
 _LIST_ID_RE = re.compile(rb"<([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+)>")
 
 
@@ -60,7 +57,6 @@ class Message:
         self.body_bytes = 0
         self.headers_seen = False
         self.list_id: str | None = None  # the first List-Id's identifier
-        self.list_fields = 0  # RFC 2369 / RFC 2919 list fields seen
 
     def header(self, name: str | bytes, value: bytes) -> None:
         self.headers_seen = True
@@ -74,10 +70,8 @@ class Message:
             self.ar_count += 1
             if auth_header.claims(value, self.authserv_id):
                 self.forged.append(self.ar_count)
-        elif key in _LIST_FIELDS:
-            self.list_fields += 1
-            if key == _LIST_ID and self.list_id is None:
-                self.list_id = list_id_of(value)
+        elif key == _LIST_ID and self.list_id is None:
+            self.list_id = list_id_of(value)
         if self.feeds:
             raw_name = name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
             raw_value = dkim_value(value, self.leadspc)
