@@ -53,18 +53,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 CONTINUE: int = Milter.CONTINUE
 TEMPFAIL: int = Milter.TEMPFAIL
 REJECT: int = Milter.REJECT
+NOREPLY: int = Milter.NOREPLY
 _RC_OF = {Action.CONTINUE: CONTINUE, Action.REJECT: REJECT, Action.TEMPFAIL: TEMPFAIL}
 
 # One PyThreadState per milter connection (pymilter creates one per SMFICTX), so this is the
 # connection whose callback is running on this thread: what sys.excepthook needs to attribute a
 # callback argument pymilter could not decode.
 _current = threading.local()
-
-
-def noreply(func: F) -> F:
-    """Milter.noreply: tell the MTA not to wait for this callback's reply (it always continues)."""
-    wrapped: F = Milter.noreply(func)
-    return wrapped
 
 
 def _callback_failed(m: PolicyMilter, name: str) -> None:
@@ -76,24 +71,12 @@ def _callback_failed(m: PolicyMilter, name: str) -> None:
     log.exception("callback failed", extra=extra)
 
 
-def guarded(name: str, replies: bool = True, timed: bool = True) -> Callable[[F], F]:
+def guarded(name: str, replies: bool = True) -> Callable[[F], F]:
     """Time a callback, and turn any exception into a logged, counted ``continue`` (or tempfail,
-    as configured). ``replies=False`` for callbacks negotiated as no-reply: they always continue.
-    ``timed=False`` for the per-field and per-chunk callbacks the MTA does not wait for (header,
-    body): one histogram observation each would cost more than the callback."""
+    as configured). ``replies=False`` for callbacks negotiated as no-reply: they always continue."""
 
     def deco(func: F) -> F:
-        if not timed:
-
-            @functools.wraps(func)
-            def untimed(self: PolicyMilter, *args: Any) -> Any:
-                try:
-                    return func(self, *args)
-                except Exception:
-                    _callback_failed(self, name)
-                    return CONTINUE
-
-            return untimed  # type: ignore[return-value]
+        seconds = metrics.CALLBACK_SECONDS.labels(name)
 
         @functools.wraps(func)
         def wrapper(self: PolicyMilter, *args: Any) -> Any:
@@ -106,8 +89,30 @@ def guarded(name: str, replies: bool = True, timed: bool = True) -> Callable[[F]
                     return TEMPFAIL
                 return CONTINUE
             finally:
-                metrics.child(metrics.CALLBACK_SECONDS, name).observe(time.perf_counter() - t0)
+                seconds.observe(time.perf_counter() - t0)
 
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def streamed(name: str) -> Callable[[F], F]:
+    """For the per-field and per-chunk callbacks (header, body): the MTA is told not to wait for
+    their reply where it can (``Milter.noreply``'s protocol bit), an exception is logged and
+    counted and the callback continues, and nothing is timed (one histogram observation each would
+    cost more than the callback). One wrapper, as they run for every header field."""
+    nr_mask: int = Milter.OPTIONAL_CALLBACKS[name][0]
+
+    def deco(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(self: PolicyMilter, *args: Any) -> Any:
+            try:
+                func(self, *args)
+            except Exception:
+                _callback_failed(self, name)
+            return NOREPLY if self._protocol & nr_mask else CONTINUE
+
+        wrapper.milter_protocol = nr_mask  # type: ignore[attr-defined]  # read by Milter's negotiate
         return wrapper  # type: ignore[return-value]
 
     return deco
@@ -201,14 +206,12 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
     def envrcpt(self, rcpt: bytes, *params: bytes) -> int:
         return self._respond(self.session.rcpt(rcpt, params, self._macros(("i",))))
 
-    @noreply
-    @guarded("header", replies=False, timed=False)
+    @streamed("header")
     def header(self, name: Any, value: Any) -> int:
         self.session.header(name, value if isinstance(value, bytes) else str(value).encode())
         return CONTINUE
 
-    @noreply
-    @guarded("body", replies=False, timed=False)
+    @streamed("body")
     def body(self, chunk: bytes) -> int:
         self.session.body(chunk)
         return CONTINUE

@@ -262,15 +262,22 @@ def track_validity() -> Iterator[Validity]:
         _local.validity = prev
 
 
-@contextlib.contextmanager
-def collect_errors(into: list[str]) -> Iterator[list[str]]:
-    """Append the failures of every lookup made by this thread inside the block to ``into``."""
-    prev = getattr(_local, "errors", None)
-    _local.errors = into
-    try:
-        yield into
-    finally:
-        _local.errors = prev
+class collect_errors:  # named as the function it replaced: ``with collect_errors(into):``
+    """Append the failures of every lookup made by this thread inside the block to ``into``.
+    (A class rather than a generator: it runs around every authentication method.)"""
+
+    __slots__ = ("_into", "_prev")
+
+    def __init__(self, into: list[str]):
+        self._into = into
+
+    def __enter__(self) -> list[str]:
+        self._prev = getattr(_local, "errors", None)
+        _local.errors = self._into
+        return self._into
+
+    def __exit__(self, *exc: object) -> None:
+        _local.errors = self._prev
 
 
 # ---- the process-wide resolver ----

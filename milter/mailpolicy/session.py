@@ -352,7 +352,9 @@ class Session:
 
     def _refresh_tls(self, macros: Macros, unreadable: list[str]) -> None:
         for name in TLS_MACROS:
-            self._note(unreadable, name, macros.get(name))
+            value = macros.get(name)
+            if isinstance(value, Unreadable):
+                self._note(unreadable, name, value)
         tls = from_macros(lambda name: macro_text(macros.get(name)))
         if tls is not None:
             self.conn.tls = tls

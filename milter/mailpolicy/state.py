@@ -6,6 +6,7 @@ life; checks read them; :mod:`mailpolicy.events` turns them into event lines."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import os
@@ -37,6 +38,11 @@ def parse_ip(raw: object) -> IPAddress | None:
     """Client address from a connect callback or macro (``'192.0.2.1'``, ``'::1'``, ``'IPv6:::1'``)."""
     if not isinstance(raw, str):
         return None
+    # The same clients come back and ipaddress parses slowly: short values (any address) are cached.
+    return _cached_ip(raw) if len(raw) <= 100 else _parse_ip(raw)
+
+
+def _parse_ip(raw: str) -> IPAddress | None:
     text = raw.strip().strip("[]")
     if text.lower().startswith("ipv6:"):
         text = text[5:]
@@ -44,6 +50,9 @@ def parse_ip(raw: object) -> IPAddress | None:
         return ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
+
+
+_cached_ip = functools.lru_cache(maxsize=4096)(_parse_ip)
 
 
 @dataclass

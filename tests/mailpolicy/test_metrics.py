@@ -15,8 +15,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -203,7 +206,7 @@ def test_labels_stay_within_the_documented_sets(started: Scrape) -> None:
         metrics.AUTH_RESULTS: tuple(AUTH_WORDS),
     }
     for metric, words in helps.items():
-        documentation = metric._documentation
+        documentation = metric.documentation
         assert all(re.search(rf"\b{w}\b", documentation) for w in words), (metric, words)
 
 
@@ -222,7 +225,7 @@ def test_the_sets_are_what_the_code_counts() -> None:
     """Each constant is checked against the code that increments the counter, so a new callback,
     outcome or result word cannot be added there without its series being pre-created."""
     adapter = inspect.getsource(mailpolicy.adapter)
-    used = set(re.findall(r'@guarded\("(\w+)"', adapter)) | set(
+    used = set(re.findall(r'@(?:guarded|streamed)\("(\w+)"', adapter)) | set(
         re.findall(r'CALLBACK_ERRORS, "(\w+)"', adapter)
     )
     assert used == set(metrics.CALLBACKS)
@@ -293,3 +296,77 @@ def test_without_auth_no_auth_or_dns_series_and_the_total_stays_small() -> None:
     full = scrape([(name, "enforce") for name in CHECKS])
     labelled = sum(len(s) for n, s in full.items() if n.endswith("_total"))
     assert labelled < 400, labelled  # bounded: no per-domain, per-address or per-IP series
+
+
+# ---- the lean series against prometheus_client's own metric objects ----------------------------
+
+
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["counter", "gauge_inc", "gauge_dec", "gauge_set", "histogram"]),
+            st.sampled_from(["a", "b", "c"]),
+            st.one_of(
+                st.sampled_from([0.0, 0.0001, 0.00025, 0.001, 1.0, 5.0, 5.0000001, 60.0]),
+                st.floats(min_value=0, max_value=100, allow_nan=False),
+            ),
+        ),
+        max_size=40,
+    )
+)
+def test_exposition_is_prometheus_clients_own(ops: list[tuple[str, str, float]]) -> None:
+    """The same updates through mailpolicy's series and through prometheus_client's Counter, Gauge
+    and Histogram give the same /metrics text, byte for byte (help, type, names, le labels, sums)."""
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    theirs = CollectorRegistry()
+    t_counter = prometheus_client.Counter("t_events", "Events", ["kind"], registry=theirs)
+    t_gauge = prometheus_client.Gauge("t_open", "Open", ["kind"], registry=theirs)
+    t_hist = prometheus_client.Histogram(
+        "t_seconds", "Seconds", ["kind"], buckets=metrics._LATENCY_BUCKETS, registry=theirs
+    )
+    t_solo = prometheus_client.Counter("t_solo", "Unlabelled", registry=theirs)
+
+    families: list[Any] = []
+    ours = CollectorRegistry()
+    o_counter = metrics.Counter("t_events", "Events", ["kind"], families=families)
+    o_gauge = metrics.Gauge("t_open", "Open", ["kind"], families=families)
+    o_hist = metrics.Histogram(
+        "t_seconds", "Seconds", ["kind"], buckets=metrics._LATENCY_BUCKETS, families=families
+    )
+    o_solo = metrics.Counter("t_solo", "Unlabelled", families=families)
+    ours.register(metrics.Exporter(families))
+
+    for op, label, amount in ops:
+        if op == "counter":
+            t_counter.labels(label).inc(amount)
+            o_counter.labels(label).inc(amount)
+            t_solo.inc()
+            o_solo.inc()
+        elif op == "gauge_inc":
+            t_gauge.labels(label).inc(amount)
+            o_gauge.labels(label).inc(amount)
+        elif op == "gauge_dec":
+            t_gauge.labels(label).dec(amount)
+            o_gauge.labels(label).dec(amount)
+        elif op == "gauge_set":
+            t_gauge.labels(label).set(amount)
+            o_gauge.labels(label).set(amount)
+        else:
+            t_hist.labels(label).observe(amount)
+            o_hist.labels(label).observe(amount)
+    assert generate_latest(ours) == generate_latest(theirs)
+
+
+def test_series_refuse_what_prometheus_client_refuses() -> None:
+    families: list[Any] = []
+    labelled = metrics.Counter("t_refuse", "Refuse", ["kind"], families=families)
+    solo = metrics.Counter("t_refuse_solo", "Refuse", families=families)
+    with pytest.raises(ValueError):
+        labelled.inc()  # a labelled metric has no series of its own
+    with pytest.raises(ValueError):
+        labelled.labels("a", "b")  # wrong number of label values
+    with pytest.raises(ValueError):
+        solo.inc(-1)  # counters only go up
+    assert labelled.labels("a") is labelled.labels("a")  # one series object per label set

@@ -92,7 +92,7 @@ def cached_dns(dns: DnsServer) -> DnsServer:
 def reused() -> float:
     from mailpolicy import metrics
 
-    return float(metrics.SPF_REUSED._value.get())
+    return metrics.SPF_REUSED.labels().value
 
 
 def test_result_is_reused_for_every_address_of_a_domain_without_macros(cached_dns: DnsServer) -> None:
