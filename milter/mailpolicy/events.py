@@ -96,10 +96,15 @@ def connection_record(c: Connection, ended: float) -> dict[str, Any]:
 
 # ---- encoding and writing ----------------------------------------------------------------------
 #
-# Events do not go through the logging module: a line is encoded once (msgspec) and written with
-# one system call per sink, under one lock, so lines from different connections never interleave.
-# Diagnostics use logging (its levels and exc_info) with one handler that writes through the same
-# sinks. This is the cheap path a busy MX takes twice per message (transaction and connection).
+# Events do not go through the logging module: a line is encoded once (msgspec) on the callback's
+# thread. While the milter runs (start_writer), lines are queued and one writer thread writes what
+# gathered in the last WRITER_DELAY seconds with one system call per sink: a callback never waits
+# for the disk or journald (nor lets another connection's callback take the interpreter meanwhile),
+# and a busy MX makes one write per batch instead of one per line (two lines per message:
+# transaction and connection). Lines are written in the order they were queued, whole, never
+# interleaved. Diagnostics use logging (its levels and exc_info) with one handler that writes
+# through the same queue and sinks. Without the writer (tests, the command-line tools) each line is
+# written at once, under the same lock.
 
 
 def _scrub(value: Any) -> Any:
@@ -127,8 +132,8 @@ class _Sink(abc.ABC):
     """Where lines go: standard output or the event file."""
 
     @abc.abstractmethod
-    def write(self, priority: int, data: bytes) -> None:
-        """Write one line (``data`` ends with a newline) with its syslog priority."""
+    def write(self, lines: list[tuple[int, bytes]]) -> None:
+        """Write lines (each ends with a newline, with its syslog priority), in order, whole."""
 
     @abc.abstractmethod
     def reopen(self) -> None:
@@ -149,9 +154,9 @@ class _StreamSink(_Sink):
         self.buffer: IO[bytes] | None = getattr(stream, "buffer", None)
         self.journal = journal
 
-    def write(self, priority: int, data: bytes) -> None:
-        if self.journal:
-            data = b"<%d>" % priority + data
+    def write(self, lines: list[tuple[int, bytes]]) -> None:
+        prefix = self.journal  # journald reads each line's "<priority>" and strips it
+        data = b"".join(b"<%d>%s" % line if prefix else line[1] for line in lines)
         if self.buffer is not None:
             self.buffer.write(data)
             self.buffer.flush()
@@ -192,7 +197,8 @@ class _FileSink(_Sink):
             raise
         self.fd, self.identity = fd, (st.st_dev, st.st_ino)
 
-    def write(self, priority: int, data: bytes) -> None:
+    def write(self, lines: list[tuple[int, bytes]]) -> None:
+        data = b"".join(d for _, d in lines)
         try:
             st = os.stat(self.path)
             moved = (st.st_dev, st.st_ino) != self.identity
@@ -214,29 +220,103 @@ class _FileSink(_Sink):
             os.close(fd)
 
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # held while lines go to the sinks, and while the sinks change
 _sinks: tuple[_Sink, ...] = ()
 _host = ""
 _failed: set[int] = set()  # sinks that failed last time (reported once until they work again)
 
+WRITER_DELAY = 0.05
+"""Seconds the writer lets lines gather before it writes them: the most an event waits."""
+WRITER_LIMIT = 4096
+"""Lines waiting for the writer before the threads that queue more wait for it (a sink that
+stalls slows the milter down instead of filling its memory)."""
+_queue: list[tuple[int, bytes]] = []
+_queued = threading.Condition(threading.Lock())  # guards _queue and _writer
+_writer: threading.Thread | None = None
 
-def _write(priority: int, line: bytes) -> None:
-    """One line to every sink. A sink that fails (disk full, closed pipe) never stops the milter
-    or the other sinks: the first failure is reported on stderr, as one JSON line."""
+
+def _to_sinks(lines: list[tuple[int, bytes]]) -> None:
+    """Lines to every sink (the caller holds ``_lock``). A sink that fails (disk full, closed
+    pipe) never stops the milter or the other sinks: the first failure is reported on stderr, as
+    one JSON line."""
+    if not lines:
+        return
+    for sink in _sinks:
+        try:
+            sink.write(lines)
+            _failed.discard(id(sink))
+        except Exception as exc:
+            if id(sink) not in _failed:
+                _failed.add(id(sink))
+                report = {"ts": iso(time.time()), "host": _host, "level": "error", "logger": __name__}
+                report["msg"] = f"could not write a log line: {type(exc).__name__}: {exc}"
+                with contextlib.suppress(Exception):
+                    sys.stderr.write(encode(report).decode("utf-8") + "\n")
+                    sys.stderr.flush()
+
+
+def _write(priority: int, line: bytes, now: bool = False) -> None:
+    """Queue one line for the writer; or write it, with every line queued before it, at once: when
+    there is no writer, or ``now`` (diagnostics: rare, and read as they happen)."""
     data = line + b"\n"
-    with _lock:
-        for sink in _sinks:
-            try:
-                sink.write(priority, data)
-                _failed.discard(id(sink))
-            except Exception as exc:
-                if id(sink) not in _failed:
-                    _failed.add(id(sink))
-                    report = {"ts": iso(time.time()), "host": _host, "level": "error", "logger": __name__}
-                    report["msg"] = f"could not write a log line: {type(exc).__name__}: {exc}"
-                    with contextlib.suppress(Exception):
-                        sys.stderr.write(encode(report).decode("utf-8") + "\n")
-                        sys.stderr.flush()
+    if not now:
+        with _queued:
+            if _writer is not None:
+                _queue.append((priority, data))
+                if len(_queue) == 1:
+                    _queued.notify_all()
+                while len(_queue) > WRITER_LIMIT and _writer is not None:
+                    _queued.wait()
+                return
+    with _lock:  # (taken before the batch: batches reach the sinks in the order they were taken)
+        with _queued:
+            batch = [*_queue, (priority, data)]
+            _queue.clear()
+            _queued.notify_all()
+        _to_sinks(batch)
+
+
+def _run_writer() -> None:
+    me = threading.current_thread()
+    while True:
+        with _queued:
+            while not _queue and _writer is me:
+                _queued.wait()
+            if not _queue:  # stopped, and everything written
+                return
+        time.sleep(WRITER_DELAY)  # let a batch gather
+        with _lock:
+            with _queued:
+                batch = _queue[:]
+                _queue.clear()
+                _queued.notify_all()  # threads waiting for room
+            _to_sinks(batch)
+
+
+def start_writer() -> None:
+    """Write lines from one thread, in batches (``mailpolicy run``); idempotent."""
+    global _writer
+    with _queued:
+        if _writer is not None:
+            return
+        _writer = threading.Thread(target=_run_writer, name="events", daemon=True)
+        _writer.start()
+
+
+def stop_writer() -> None:
+    """Write every queued line, stop the writer; lines are written at once from then on."""
+    global _writer
+    with _queued:
+        writer, _writer = _writer, None
+        _queued.notify_all()
+    if writer is not None:
+        writer.join()
+    with _lock:  # (lines a thread queued while the writer was stopping)
+        with _queued:
+            batch = _queue[:]
+            _queue.clear()
+            _queued.notify_all()
+        _to_sinks(batch)
 
 
 class JsonFormatter(logging.Formatter):
@@ -277,7 +357,7 @@ class _DiagnosticHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        _write(systemd.PRIORITY.get(record.levelname, 6), line)
+        _write(systemd.PRIORITY.get(record.levelname, 6), line, now=True)
 
 
 def setup(

@@ -310,26 +310,30 @@ def serve(config: Config, path: str, config_hash: str = "") -> int:
 
     signals = Signals(runtime, milter.stop)
     signals.install()
-    worker, errors = run_milter(milter.main)
-    modes = ", ".join(f"{p.name}={p.mode.value}" for p in config.policies.values())
-    log.info(
-        "mailpolicy %s listening on %s; configuration %s; policies: %s",
-        __version__,
-        m.socket,
-        config_hash,
-        modes,
-        extra={"path": socket_path},
-    )
-    # The socket is listening (connections queue in its backlog) and its permissions were checked.
-    systemd.ready(f"listening on {m.socket}; configuration {config_hash}; {modes}")
-    signals.wait(worker)
-    if errors:
-        log.error("libmilter stopped with an error: %s", errors[0])
-        return 1
-    if not signals.stopping:
-        # libmilter stopped by itself: a signal reached its own signal thread. Exit non-zero so
-        # that the service manager starts it again.
-        log.error("libmilter stopped without being asked to (a signal reached its signal thread)")
-        return 1
-    log.info("mailpolicy stopped")
-    return 0
+    events.start_writer()  # from now on lines are written by one thread, in batches
+    try:
+        worker, errors = run_milter(milter.main)
+        modes = ", ".join(f"{p.name}={p.mode.value}" for p in config.policies.values())
+        log.info(
+            "mailpolicy %s listening on %s; configuration %s; policies: %s",
+            __version__,
+            m.socket,
+            config_hash,
+            modes,
+            extra={"path": socket_path},
+        )
+        # The socket is listening (connections queue in its backlog) and its permissions were checked.
+        systemd.ready(f"listening on {m.socket}; configuration {config_hash}; {modes}")
+        signals.wait(worker)
+        if errors:
+            log.error("libmilter stopped with an error: %s", errors[0])
+            return 1
+        if not signals.stopping:
+            # libmilter stopped by itself: a signal reached its own signal thread. Exit non-zero so
+            # that the service manager starts it again.
+            log.error("libmilter stopped without being asked to (a signal reached its signal thread)")
+            return 1
+        log.info("mailpolicy stopped")
+        return 0
+    finally:
+        events.stop_writer()  # every queued line is written before the process ends

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,7 +88,7 @@ def test_a_failing_sink_is_reported_once_and_the_others_keep_writing(
     capsys.readouterr()
 
     class Full(events._Sink):
-        def write(self, priority: int, data: bytes) -> None:
+        def write(self, lines: list[tuple[int, bytes]]) -> None:
             raise OSError(28, "No space left on device")
 
         def reopen(self) -> None:
@@ -128,3 +130,89 @@ def test_lines_from_many_threads_never_interleave(tmp_path: Path) -> None:
     for t in range(8):
         assert [x["n"] for x in lines if x.get("t") == t] == list(range(200))
     events.setup("h", stdout=False, file="", level="info")
+
+
+# ---- the writer thread (mailpolicy run) ---------------------------------------------------------
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[Path]:
+    log = tmp_path / "events.log"
+    events.setup("h", stdout=False, file=str(log), level="info")
+    events.start_writer()
+    try:
+        yield log
+    finally:
+        events.stop_writer()
+        events.setup("h", stdout=False, file="", level="info")
+
+
+def test_the_writer_writes_every_line_in_order_without_blocking_the_callers(writer: Path) -> None:
+    import threading
+
+    def emit(t: int) -> None:
+        for n in range(300):
+            events.emit({"event": "transaction", "t": t, "n": n, "pad": "x" * (9000 if n % 50 == 0 else 1)})
+
+    threads = [threading.Thread(target=emit, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    events.stop_writer()  # writes what is still queued
+    lines = [json.loads(x) for x in writer.read_text().splitlines()]
+    assert len(lines) == 6 * 300
+    for t in range(6):
+        assert [x["n"] for x in lines if x["t"] == t] == list(range(300))
+    events.emit({"event": "connection", "after": True})  # no writer: written at once
+    assert json.loads(writer.read_text().splitlines()[-1])["after"] is True
+
+
+def test_a_queued_line_is_written_within_the_writer_delay(writer: Path) -> None:
+    events.emit({"event": "connection", "n": 1})
+    assert writer.read_text() == ""  # queued, not written by the caller
+    deadline = time.monotonic() + 5
+    while not writer.read_text() and time.monotonic() < deadline:
+        time.sleep(events.WRITER_DELAY / 5)
+    assert json.loads(writer.read_text())["n"] == 1
+
+
+def test_a_stalled_sink_holds_the_callers_back_instead_of_filling_memory(
+    writer: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr(events, "WRITER_LIMIT", 5)
+    gate = threading.Event()
+    longest: list[int] = []
+
+    class Stalled(events._Sink):
+        def write(self, lines: list[tuple[int, bytes]]) -> None:
+            longest.append(len(lines))
+            gate.wait(10)
+
+        def reopen(self) -> None:
+            return
+
+        def close(self) -> None:
+            return
+
+    events._sinks = (Stalled(), *events._sinks)
+    done = threading.Event()
+
+    def emit() -> None:
+        for n in range(40):
+            events.emit({"event": "connection", "n": n})
+        done.set()
+
+    th = threading.Thread(target=emit)
+    th.start()
+    time.sleep(0.5)
+    assert not done.is_set()  # the caller waits for room
+    assert len(events._queue) <= 5 + 1
+    gate.set()
+    th.join(10)
+    assert done.is_set()
+    events.stop_writer()
+    assert max(longest) <= 5 + 1
+    assert [json.loads(x)["n"] for x in writer.read_text().splitlines()] == list(range(40))
