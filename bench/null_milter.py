@@ -6,6 +6,10 @@ bench/throughput.py.
     python bench/null_milter.py SOCKET_PATH --all-callbacks   # connect, hello, envfrom, envrcpt,
                                                               # header, eoh, body, eom, close, and
                                                               # one header added at end of message
+    python bench/null_milter.py SOCKET_PATH --transport-callbacks  # the callbacks mailpolicy takes
+                                                              # with transport policies only:
+                                                              # connect, hello, envfrom, envrcpt,
+                                                              # eom, close (no header, no body)
 """
 
 from __future__ import annotations
@@ -53,9 +57,35 @@ class AllCallbacks(Milter.Base):  # type: ignore[misc]
         return CONTINUE
 
 
+class TransportCallbacks(Milter.Base):  # type: ignore[misc]
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        return CONTINUE
+
+    def hello(self, hostname: str) -> int:
+        return CONTINUE
+
+    def envfrom(self, sender: str, *params: str) -> int:
+        return CONTINUE
+
+    def envrcpt(self, rcpt: str, *params: str) -> int:
+        return CONTINUE
+
+    def eom(self) -> int:
+        return CONTINUE
+
+    def close(self) -> int:
+        return CONTINUE
+
+
 def main() -> None:
     path = sys.argv[1]
-    Milter.factory = AllCallbacks if "--all-callbacks" in sys.argv[2:] else Null
+    flags = sys.argv[2:]
+    if "--all-callbacks" in flags:
+        Milter.factory = AllCallbacks
+    elif "--transport-callbacks" in flags:
+        Milter.factory = TransportCallbacks
+    else:
+        Milter.factory = Null
     old = os.umask(0o111)  # socket mode 0666: Postfix's smtpd runs as postfix
     Milter.runmilter("null", f"unix:{path}", 300)
     os.umask(old)

@@ -1,12 +1,14 @@
 """Throughput, CPU, memory and latency of Postfix with each kind of milter, measured in one run.
 
-Six throwaway Postfix instances on loopback, identical but for their milters, all delivering to
+Seven throwaway Postfix instances on loopback, identical but for their milters, all delivering to
 discard: and all using the same loopback DNS server and the same DKIM-signed (RSA-2048) message
 from sender.example:
 
     Postfix alone
     a do-nothing pymilter (no callbacks: bench/null_milter.py)
     the pymilter floor: a do-nothing pymilter with every callback, adding one header at end of message
+    the transport floor: a do-nothing pymilter with the callbacks transport policies take (connect,
+        HELO, MAIL, RCPT, end of message, close: no header, no body)
     mailpolicy, transport policies only (auth.enabled = false, the spf and dmarc policies off)
     mailpolicy, full checks (SPF, DKIM, DMARC, header, events, metrics; every policy in monitor mode)
     OpenDKIM (verify) + OpenDMARC
@@ -375,6 +377,7 @@ def main() -> int:
             cleanup.callback(stop_daemon, proc)
         null, null_socket = pymilter("null")
         floor, floor_socket = pymilter("floor", "--all-callbacks")
+        tfloor, tfloor_socket = pymilter("tfloor", "--transport-callbacks")
         transport = mailpolicy(
             {"auth": {"enabled": False}, "policies": {"spf": {"mode": "off"}, "dmarc": {"mode": "off"}}},
         )
@@ -397,6 +400,7 @@ def main() -> int:
                 floor,
                 ("X-Bench-Floor", ("all callbacks",)),
             ),
+            Row("tfloor", "pymilter transport floor", postfix("tfloor", tfloor_socket), tfloor),
             Row("transport", "mailpolicy, transport policies", transport.postfix, [transport.milter.proc]),
             full_row,
             Row(
