@@ -162,7 +162,17 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         return value if isinstance(value, str) else None
 
     def _macros(self, names: tuple[str, ...]) -> dict[str, Macro]:
-        return {n: self._macro(n) for n in names}
+        """Several macros (as :meth:`_macro`): read in one loop, as there are up to ten per stage."""
+        get = self._ctx.getsymval
+        out: dict[str, Macro] = {}
+        for name in names:
+            try:
+                value = get(name)
+            except UnicodeDecodeError:
+                out[name] = self._macro(name)  # (its Unreadable bytes)
+                continue
+            out[name] = value if isinstance(value, str) else None
+        return out
 
     def _respond(self, r: Response) -> int:
         if r.action is Action.CONTINUE:

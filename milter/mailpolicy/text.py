@@ -53,7 +53,8 @@ def clean(value: object, limit: int = MAX_LEN) -> str | None:
     Control characters (including CR and LF) become ``?``."""
     if value is None:
         return None
-    text = to_str(value).strip()
+    # (the usual case, ASCII text, skips to_str)
+    text = (value if type(value) is str and value.isascii() else to_str(value)).strip()
     if not text.isprintable():  # the usual case skips the per-character walk
         text = "".join(c if c.isprintable() else "?" for c in text)
     return text[:limit] or None
