@@ -9,7 +9,27 @@ Module names ``spf``/``dkim`` here never shadow the libraries: every import is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailpolicy.auth.base import MethodSpec
+
+_methods_module: ModuleType | None = None
+
+
+def registry() -> dict[str, MethodSpec]:
+    """``mailpolicy.auth.methods.METHODS``, read from the module at each call. That module imports
+    every method module, which import this one, so it is imported on first use; the module is then
+    kept, as a function-level ``from ... import`` costs a trip through the import system (with an
+    AttributeError raised and caught inside it) on every call."""
+    global _methods_module
+    if _methods_module is None:
+        from mailpolicy.auth import methods
+
+        _methods_module = methods
+    methods_now: dict[str, MethodSpec] = _methods_module.METHODS
+    return methods_now
 
 
 @dataclass
@@ -139,10 +159,8 @@ class AuthResults:
     def record(self) -> dict[str, Any]:
         """The authentication fields of the transaction event: one per registered method (its
         ``empty`` value when it did not run)."""
-        from mailpolicy.auth.methods import METHODS
-
         rec: dict[str, Any] = {"header_from_domain": self.header_from_domain}
-        for name, spec in METHODS.items():
+        for name, spec in registry().items():
             rec[name] = spec.record(self.results[name]) if name in self.results else spec.empty
         rec["authenticated"] = self.authenticated
         rec["dns_errors"] = list(self.dns_errors)

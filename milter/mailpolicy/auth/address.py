@@ -268,7 +268,7 @@ def domain_key(domain: str) -> str:
             d = d.encode("idna").decode("ascii")
         except UnicodeError:
             raise AddressError(f"domain {domain!r} has no IDNA A-label form") from None
-    if len(d) > 253 or any(len(label) > 63 for label in d.split(".")):
+    if len(d) > 253 or (len(d) > 63 and any(len(label) > 63 for label in d.split("."))):
         raise AddressError(f"domain {domain[:64]!r}... is too long")
     return d
 
@@ -297,10 +297,30 @@ def _decode(value: str | bytes) -> str:
         return text
 
 
+_PARSED: dict[str, tuple[Mailbox, ...]] = {}
+_PARSED_MAX = 1024  # entries
+_PARSED_TEXT_MAX = 256  # characters: a longer value is parsed each time
+
+
 def parse_mailboxes(value: str | bytes) -> list[Mailbox]:
     """The mailboxes of one From field value (groups flattened; an empty group gives none), domains
-    normalized with :func:`domain_key`. Raises AddressError when the value is not valid."""
+    normalized with :func:`domain_key`. Raises AddressError when the value is not valid.
+
+    A pure function of the decoded text: the mailboxes of short values that parse are remembered
+    (the same senders write the same From), in a table of bounded size; a refusal is not."""
     text = _decode(value)
+    hit = _PARSED.get(text)
+    if hit is not None:
+        return list(hit)
+    boxes = _parse(text)
+    if len(text) <= _PARSED_TEXT_MAX:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = tuple(boxes)
+    return boxes
+
+
+def _parse(text: str) -> list[Mailbox]:
     m = _SIMPLE_FROM.fullmatch(text)
     if m is not None:
         if m.group(1) is not None:

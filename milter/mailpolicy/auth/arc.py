@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
+from dkim.canonicalization import InvalidCanonicalizationPolicyError
 from dkim.crypto import DigestTooLargeError
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
 from mailpolicy import dns
 from mailpolicy.auth import dkim, header
@@ -151,7 +151,7 @@ def _parse_field(kind: bytes, raw: tuple[bytes, bytes]) -> _Field:
             f.problem = "does not start with a valid i=N;"
         return f
     try:
-        f.tags = dict(parse_tag_value(value))
+        f.tags = dkim.parse_tag_value(value)
     except InvalidTagValueList as exc:
         f.problem = f"has an unparsable tag list ({type(exc).__name__})"
         return f
@@ -366,7 +366,7 @@ class Verifier:
         try:
             _check_fields(tags, _AMS_TAGS, now)
             try:
-                canon = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"relaxed/relaxed"))
+                relaxed_headers, relaxed_body = dkim.canonicalization(tags.get(b"c", b"relaxed/relaxed"))
             except InvalidCanonicalizationPolicyError:
                 raise dkim.SignatureError("invalid c= value") from None
         except dkim.SignatureError as exc:
@@ -376,8 +376,7 @@ class Verifier:
         if ARC_SEAL in ams.include:
             ams.problem = "h= includes ARC-Seal"
             return ams
-        ams.relaxed_headers = canon.header_algorithm.name == b"relaxed"
-        relaxed_body = canon.body_algorithm.name == b"relaxed"
+        ams.relaxed_headers = relaxed_headers
         limit = int(tags[b"l"]) if b"l" in tags else None
         key = (relaxed_body, limit)
         ams.body = self._bodies.get(
@@ -607,7 +606,7 @@ def _run(txn: Transaction) -> ArcResult:
 
 def _clauses(res: ArcResult, note: str | None) -> list[str]:
     sets = f"{res.instances} set{'s' if res.instances != 1 else ''}" if res.instances else None
-    comment = "; ".join(c for c in (sets, note) if c) or None
+    comment = f"{sets}; {note}" if sets and note else sets or note or None
     props = [("smtp.remote-ip", res.remote_ip or "")]
     if res.result == "pass" and res.oldest_pass is not None:
         props.insert(0, ("header.oldest-pass", str(res.oldest_pass)))

@@ -48,7 +48,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
-from dkim.util import parse_tag_value
+from dkim.util import DuplicateTag, InvalidTagSpec
 
 from mailpolicy import dns, metrics
 from mailpolicy.auth import DkimResult, header
@@ -75,11 +75,14 @@ _B64 = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 _WSP = frozenset(b" \t\r\n\x0b\x0c")  # bytes.strip()'s whitespace, and the \s of a bytes regex
 _BTAG_VALUE = _B64 | frozenset(b"=")
 _WSP_BYTES = bytes(sorted(_WSP))
+_B64_BYTES = bytes(sorted(_B64))
+_B64_OR_WSP = _B64 | _WSP
+_BTAG_BEFORE = _WSP | frozenset(b";")
 # Linear regular expressions (no nested or overlapping repetition): in a bytes pattern \s is
 # exactly _WSP.
-_B64_OR_WSP_RUN = re.compile(rb"[\s0-9A-Za-z+/]*")
-_WSP_OR_EQ_TAIL = re.compile(rb"[\s=]*")
 _BTAG_START = re.compile(rb"[;\s]b\s*=")
+_B_FWS_EQ = re.compile(rb"b\s*=")  # _BTAG_START without its first byte: a literal to search for
+_BTAG_TRIES = 8
 _BTAG_RUN = re.compile(rb"[\s0-9A-Za-z+/=]*")
 DOMAIN_SPECIALS = re.compile(rb"[()<>\[\]:;@\\,]")
 _RUNS = re.compile(rb"[\t ]+")
@@ -93,6 +96,15 @@ class SignatureError(Exception):
 
 
 # ---- body: streaming canonicalization (RFC 6376 3.4.3 / 3.4.4) -------------------------------
+
+
+def _compress(data: bytes) -> bytes:
+    """``_RUNS.sub(b" ", data)``: every run of blanks one space. Without a tab or two spaces in a
+    row there is no run to change, and the regex pass is skipped. (``9 in data`` and ``find``: a
+    ``bytes in bytes`` test first fails to read its operand as an integer, which costs more.)"""
+    if 9 in data or data.find(b"  ") >= 0:
+        return _RUNS.sub(b" ", data)
+    return data
 
 
 class BodyHash:
@@ -134,11 +146,12 @@ class BodyHash:
         self._feed(data)
 
     def _canon(self, data: bytes) -> bytes:
-        return _RUNS.sub(b" ", data) if self.relaxed else data
+        return _compress(data) if self.relaxed else data
 
     def update(self, chunk: bytes) -> None:
         data = self._hold + chunk
-        data = _BARE_LF.sub(b"\r\n", data)
+        if data.count(b"\n") != data.count(b"\r\n"):  # else no bare LF: nothing to replace
+            data = _BARE_LF.sub(b"\r\n", data)
         end = data.rfind(b"\r\n")
         if end >= 0:
             block, rest = data[: end + 2], data[end + 2 :]
@@ -155,12 +168,14 @@ class BodyHash:
         if cut:
             self._content(self._canon(rest[:cut]))
         hold = rest[cut:]
-        self._hold = _RUNS.sub(b" ", hold) if self.relaxed else hold
+        self._hold = _compress(hold) if self.relaxed else hold
 
     def _lines(self, block: bytes) -> None:
         """Complete lines (``block`` ends with CRLF); the first may continue an emitted line."""
         if self.relaxed:
-            block = _RUNS.sub(b" ", _TRAILING_WSP.sub(b"\r\n", block))
+            if block.find(b" \r\n") >= 0 or block.find(b"\t\r\n") >= 0:  # else no _TRAILING_WSP
+                block = _TRAILING_WSP.sub(b"\r\n", block)
+            block = _compress(block)
         # Trailing CRLF pairs: the first ends the last line, the others are empty lines.
         tail = block.rstrip(b"\r\n")
         seg = block[len(tail) :].replace(b"\r\n", b"\n")
@@ -225,17 +240,71 @@ class BodyHashes:
 # ---- signature fields ----------------------------------------------------------------------
 
 
+_TAG_NAME_START = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def parse_tag_value(tag_list: bytes) -> dict[bytes, bytes]:
+    """dkimpy's ``dkim.util.parse_tag_value`` (RFC 6376 3.2) without its regular expression per
+    tag: the same tags, or for a list it refuses the same exception (its ``InvalidTagSpec`` or
+    ``DuplicateTag``, same argument). Its tag name test, ``re.match(rb"^[a-zA-Z](\\w)*", key)``,
+    only looks at the first character: an ASCII letter. A property test compares the two."""
+    tags: dict[bytes, bytes] = {}
+    specs = tag_list.strip().split(b";")
+    if not specs[-1]:  # trailing semicolons are valid
+        specs.pop()
+    for spec in specs:
+        key, eq, value = spec.partition(b"=")
+        if not eq:
+            raise InvalidTagSpec(spec)
+        key = key.strip()
+        if not key or key[0] not in _TAG_NAME_START:
+            raise InvalidTagSpec(spec)
+        if key in tags:
+            raise DuplicateTag(key)
+        tags[key] = value.strip()
+    return tags
+
+
+def _canonicalization_table() -> dict[bytes, tuple[bool, bool]]:
+    out: dict[bytes, tuple[bool, bool]] = {}
+    for head in (b"simple", b"relaxed"):
+        for c in (head, head + b"/simple", head + b"/relaxed"):
+            policy = CanonicalizationPolicy.from_c_value(c)
+            out[c] = (policy.header_algorithm.name == b"relaxed", policy.body_algorithm.name == b"relaxed")
+    return out
+
+
+_CANONICALIZATIONS = _canonicalization_table()
+"""Every ``c=`` value dkimpy accepts (it compares case-sensitively), worked out by dkimpy itself."""
+
+
+def canonicalization(c: bytes) -> tuple[bool, bool]:
+    """(relaxed header, relaxed body) for a ``c=`` value, as dkimpy's
+    ``CanonicalizationPolicy.from_c_value`` reads it; raises its
+    ``InvalidCanonicalizationPolicyError`` (with the same argument) for any other value."""
+    hit = _CANONICALIZATIONS.get(c)
+    if hit is not None:
+        return hit
+    policy = CanonicalizationPolicy.from_c_value(c)  # raises: every accepted value is in the table
+    return policy.header_algorithm.name == b"relaxed", policy.body_algorithm.name == b"relaxed"
+
+
 def unspace(value: bytes) -> bytes:
-    return value.translate(None, _WSP_BYTES)
+    """``value`` without its whitespace bytes (_WSP): ``bytes.split()`` splits at exactly those,
+    and is several times faster than ``value.translate(None, _WSP_BYTES)``."""
+    return b"".join(value.split())
 
 
-def b64_shape(value: bytes) -> bool:
-    """dkimpy's ``re.match(rb"[\\s0-9A-Za-z+/]+[\\s=]*$", value)``, in linear time: the longest
-    run of the first class, then only the second class (a shorter first run cannot help, as the
-    characters it gives back would have to be whitespace, which the second class takes anyway)."""
-    m = _B64_OR_WSP_RUN.match(value)
-    j = m.end() if m else 0
-    return j >= 1 and _WSP_OR_EQ_TAIL.fullmatch(value, j) is not None
+def b64_shape(value: bytes, unspaced: bytes | None = None) -> bool:
+    """dkimpy's ``re.match(rb"[\\s0-9A-Za-z+/]+[\\s=]*$", value)``, in linear time. Whitespace
+    is in both classes and ``=`` only in the second, so the value matches exactly when its first
+    byte is whitespace or base64 and, whitespace left out, it is base64 characters then only ``=``
+    (that is: nothing but base64 before its trailing ``=``). ``unspaced``: ``unspace(value)``, when
+    the caller has it."""
+    if not value or value[0] not in _B64_OR_WSP:
+        return False
+    rest = (unspace(value) if unspaced is None else unspaced).rstrip(b"=")
+    return not rest.translate(None, _B64_BYTES)
 
 
 def check_fields(sig: dict[bytes, bytes], now: float) -> None:
@@ -246,7 +315,8 @@ def check_fields(sig: dict[bytes, bytes], now: float) -> None:
     if sig[b"a"] not in HASHES:
         raise SignatureError("unknown signature algorithm")
     # dkimpy checks the shape of b= twice (its bh= check looks at b= too), then both lengths.
-    if not b64_shape(sig[b"b"]) or len(unspace(sig[b"b"])) % 4:
+    b = unspace(sig[b"b"])
+    if not b64_shape(sig[b"b"], b) or len(b) % 4:
         raise SignatureError("b= value is not valid base64")
     if len(unspace(sig[b"bh"])) % 4:
         raise SignatureError("bh= value is not valid base64")
@@ -280,6 +350,24 @@ def check_fields(sig: dict[bytes, bytes], now: float) -> None:
             raise SignatureError("x= value is less than t= value")
 
 
+def _btag_end(value: bytes, start: int) -> int:
+    """``_BTAG_START.search(value, start).end()``, or -1 when there is no match. A search for
+    ``b FWS =`` (it starts with a literal, which the regex engine looks for quickly) whose byte
+    before is then checked here finds the same leftmost match; after a few candidates refused by
+    that byte (a crafted field) the plain search takes over, so the cost stays the regex's."""
+    pos = start + 1  # every position below pos - 1 is known not to start a match
+    for _ in range(_BTAG_TRIES):
+        m = _B_FWS_EQ.search(value, pos)
+        if m is None:
+            return -1
+        j = m.start()
+        if value[j - 1] in _BTAG_BEFORE:
+            return m.end()
+        pos = j + 1  # nor does j - 1 (wrong byte) or j (a "b")
+    found = _BTAG_START.search(value, pos - 1)
+    return -1 if found is None else found.end()
+
+
 def strip_b_value(value: bytes) -> bytes:
     """The signature field value with every ``b=`` tag's value removed, as dkimpy's ``RE_BTAG``
     substitution does (``[;\\s]b FWS =`` kept, then greedy units of FWS + one base64 character,
@@ -287,8 +375,7 @@ def strip_b_value(value: bytes) -> bytes:
     value characters up to its last value character."""
     out = bytearray()
     start = 0
-    while (m := _BTAG_START.search(value, start)) is not None:
-        k = m.end()  # just after "="
+    while (k := _btag_end(value, start)) >= 0:  # k: just after "="
         out += value[start:k]
         run = _BTAG_RUN.match(value, k)
         p = k + len(value[k : run.end() if run else k].rstrip(_WSP_BYTES))
@@ -301,7 +388,7 @@ def strip_b_value(value: bytes) -> bytes:
 
 def relaxed_header(name: bytes, value: bytes) -> tuple[bytes, bytes]:
     unfolded = value.replace(b"\r\n", b"").replace(b"\n", b"")
-    return name.lower().rstrip(), _RUNS.sub(b" ", unfolded).strip() + b"\r\n"
+    return name.lower().rstrip(), _compress(unfolded).strip() + b"\r\n"
 
 
 def header_hash(
@@ -313,8 +400,10 @@ def header_hash(
     signature: tuple[bytes, bytes],
 ) -> Any:
     """The header hash (RFC 6376 3.7): the fields named in ``h=`` (bottom-up, each instance once,
-    a missing one skipped), then the signature field without its ``b=`` value and final CRLF."""
-    h = hasher()
+    a missing one skipped), then the signature field without its ``b=`` value and final CRLF.
+    What is hashed is gathered first and hashed in one update (the same digest as one update per
+    field; the transient copy is at most the size of the fields hashed)."""
+    parts: list[bytes] = []
     taken: dict[bytes, int] = {}
     for name in include:
         positions = index.get(name)
@@ -327,12 +416,14 @@ def header_hash(
         fname, fvalue = fields[positions[len(positions) - 1 - used]]
         if relaxed:
             fname, fvalue = relaxed_header(fname, fvalue)
-        h.update(fname + b":" + fvalue)
+        parts += (fname, b":", fvalue)
     sname, svalue = signature
     svalue = strip_b_value(svalue)
     if relaxed:
         sname, svalue = relaxed_header(sname, svalue)
-    h.update(sname + b":" + svalue.rstrip())
+    parts += (sname, b":", svalue.rstrip())
+    h = hasher()
+    h.update(b"".join(parts))
     return h
 
 
@@ -386,7 +477,7 @@ def key_record(txt: bytes) -> KeyRecord:
     hit: KeyRecord | None = _cached(_records, txt)
     if hit is not None:
         return hit
-    tags = dict(parse_tag_value(txt))
+    tags = parse_tag_value(txt)
     services = [x.strip().lower() for x in tags.get(b"s", b"*").split(b":")]
     flags = [x.strip().lower() for x in tags.get(b"t", b"").split(b":")]
     hashes = tags.get(b"h")
@@ -540,18 +631,16 @@ class Verifier:
 
     def _prepare(self, sig: _Signature) -> None:
         try:
-            tags = dict(parse_tag_value(sig.raw[1]))
+            tags = parse_tag_value(sig.raw[1])
         except dkimpy.DKIMException as exc:
             raise SignatureError(str(exc) or type(exc).__name__) from None
         sig.tags = tags
         check_fields(tags, self._now())
         try:
-            canon = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
+            sig.relaxed_headers, relaxed_body = canonicalization(tags.get(b"c", b"simple/simple"))
         except InvalidCanonicalizationPolicyError as exc:
             raise SignatureError(f"invalid c= value: {exc}") from None
-        sig.relaxed_headers = canon.header_algorithm.name == b"relaxed"
         sig.include = [x.strip().lower() for x in tags[b"h"].split(b":")]
-        relaxed_body = canon.body_algorithm.name == b"relaxed"
         limit = int(tags[b"l"]) if b"l" in tags else None
         alg = tags[b"a"]
         sig.body = self._bodies.get(
@@ -807,7 +896,7 @@ def _clauses(results: list[DkimResult], note: str | None) -> list[str]:
     out = []
     for d in results:
         bits = f"{d.bits}-bit key" if d.bits and d.result in ("pass", "fail", "policy") else None
-        comment = "; ".join(c for c in (bits, note) if c) or None
+        comment = f"{bits}; {note}" if bits and note else bits or note or None
         out.append(
             header.resinfo(
                 "dkim",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from mailpolicy.auth import AuthResults
+from mailpolicy.auth import AuthResults, registry
 from mailpolicy.auth.address import skip_cfws
 
 NAME = "Authentication-Results"
@@ -36,12 +36,32 @@ def quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# _PTEXT not starting with "@", in one match (neither matches an empty value)
+_PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-][A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]*")
+_RENDERED: dict[str, tuple[str, bool]] = {}
+_RENDERED_MAX = 1024  # entries; only values of at most MAX_VALUE characters are kept
+_WORDS: set[str] = set()  # method and result words seen to pass the _WORD check
+_WORDS_MAX = 256
+
+
+def _render(value: str) -> tuple[str, bool]:
+    """:func:`pvalue` of ``value``, and whether it is written as is (plain ``ptext``) rather than
+    quoted. A pure function of ``value``: remembered for the short values that repeat from message
+    to message (domains, selectors, algorithms, addresses), in a table of bounded size."""
+    hit = _RENDERED.get(value)
+    if hit is None:
+        text = _printable(value)
+        hit = (text, True) if _PLAIN.fullmatch(text) else (quoted(text), False)
+        if len(value) <= MAX_VALUE:
+            if len(_RENDERED) >= _RENDERED_MAX:
+                _RENDERED.clear()
+            _RENDERED[value] = hit
+    return hit
+
+
 def pvalue(text: str) -> str:
     """A property value: as is when it is plain ``*ptext`` (not starting with ``@``), else quoted."""
-    text = _printable(text)
-    if _PTEXT.fullmatch(text) and not text.startswith("@"):
-        return text
-    return quoted(text)
+    return _render(text)[0]
 
 
 def token_or_quoted(text: str, limit: int = 100) -> str:
@@ -56,33 +76,40 @@ def resinfo(
     that needs quoting is written as a quoted-string in last position (where every RFC 8601 reader,
     authres included, accepts one); should a second one need quoting it is named in a comment
     instead (the event carries every value in full)."""
-    assert _WORD.fullmatch(method) and _WORD.fullmatch(result)
-    out = f"{method}={result}"
-    notes = [comment] if comment else []
-    plain: list[tuple[str, str]] = []
+    if method not in _WORDS or result not in _WORDS:
+        assert _WORD.fullmatch(method) and _WORD.fullmatch(result)
+        if len(_WORDS) < _WORDS_MAX:
+            _WORDS.update((method, result))
+    parts = [f"{method}={result}"]
+    plain: list[str] = []
     other: list[tuple[str, str]] = []
     for name, value in props:
         if value:
-            written = pvalue(value)
-            (plain if written == _printable(value) else other).append((name, written))
-    notes += [f"{n} not shown: not a plain value" for n, _ in other[1:]]
+            written, is_plain = _render(value)
+            if is_plain:
+                plain.append(f" {name}={written}")
+            else:
+                other.append((name, written))
+    notes = [comment] if comment else []
+    if len(other) > 1:
+        notes += [f"{n} not shown: not a plain value" for n, _ in other[1:]]
     if notes:
-        text = "; ".join(_printable(n) for n in notes)
-        out += f" ({text.replace('(', '[').replace(')', ']').replace(chr(92), '/')})"
+        text = "; ".join([_printable(n) for n in notes])
+        parts.append(f" ({text.replace('(', '[').replace(')', ']').replace(chr(92), '/')})")
     if reason:
-        out += f" reason={token_or_quoted(reason)}"
-    for name, written in plain + other[:1]:
-        out += f" {name}={written}"
-    return out
+        parts.append(f" reason={token_or_quoted(reason)}")
+    parts += plain
+    if other:
+        name, written = other[0]
+        parts.append(f" {name}={written}")
+    return "".join(parts)
 
 
 def build(authserv_id: str, res: AuthResults, notes: Mapping[str, str] | None = None) -> str:
     """The header *value* (without the field name), on one line: the clauses of every method that
     ran, in registry order; ``notes`` (by method name) are written as comments on its clauses."""
-    from mailpolicy.auth.methods import METHODS
-
     parts: list[str] = []
-    for name, spec in METHODS.items():
+    for name, spec in registry().items():
         if name in res.results:
             parts += spec.clauses(res.results[name], (notes or {}).get(name))
     return "; ".join([authserv_id, *(parts or ["none"])])

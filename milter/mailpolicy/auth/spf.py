@@ -13,7 +13,6 @@ failed or was not cached, is never reused."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -67,6 +66,12 @@ def _domain_of(address: str) -> str | None:
     return domain.strip().rstrip(".").lower() or None
 
 
+def _with_identity(res: SpfResult, identity: str) -> SpfResult:
+    """``dataclasses.replace(res, identity=identity)``, built directly (replace walks the fields'
+    metadata each time, half the cost of a reused result); a test checks the fields are these."""
+    return SpfResult(res.result, res.scope, res.domain, identity, res.reason)
+
+
 def evaluate(client_ip: str | None, mail_from: str, helo: str | None, querytime: float) -> SpfResult:
     """Evaluate SPF for one transaction. Never raises."""
     helo = (helo or "").strip().strip("[]")
@@ -87,7 +92,7 @@ def evaluate(client_ip: str | None, mail_from: str, helo: str | None, querytime:
         hit = _cache.get(key)
         if hit is not None and hit[1] > now:
             metrics.SPF_REUSED.inc()
-            return dataclasses.replace(hit[0], identity=identity)
+            return _with_identity(hit[0], identity)
     with dns.track_validity() as validity:
         result = _check(client_ip, scope, domain, identity, mail_from, helo, querytime)
     if result.result != "temperror" and validity.reusable and validity.expires > now:

@@ -61,3 +61,33 @@ def test_simple_values_take_the_fast_path_and_agree(
 )
 def test_known_values_agree(text: str) -> None:
     assert outcome(parse_mailboxes, text) == outcome(_parse_full, text)
+
+
+def test_remembered_values_give_fresh_lists_and_stay_bounded() -> None:
+    from mailpolicy.auth import address
+
+    first = parse_mailboxes("Bench <bench@Sender.Example>")
+    first.append(Mailbox("x", "y"))
+    again = parse_mailboxes(b"Bench <bench@Sender.Example>")
+    assert again == [Mailbox("bench", "sender.example")] == _parse_full("Bench <bench@Sender.Example>")
+    for _ in range(2):  # a refusal is never remembered: it is refused each time, the same way
+        assert outcome(parse_mailboxes, "a@b..example") == outcome(_parse_full, "a@b..example")
+    assert "a@b..example" not in address._PARSED
+    for i in range(3 * address._PARSED_MAX):
+        parse_mailboxes(f"u{i}@example.org")
+    long = "N" * 300 + " <a@b.example>"
+    assert parse_mailboxes(long) == [Mailbox("a", "b.example")]
+    assert len(address._PARSED) <= address._PARSED_MAX
+    assert all(len(text) <= address._PARSED_TEXT_MAX for text in address._PARSED)
+
+
+@pytest.mark.parametrize("label", [1, 62, 63, 64])
+def test_domain_label_lengths(label: int) -> None:
+    from mailpolicy.auth.address import domain_key
+
+    for domain in ("x" * label, "x" * label + ".example", "a." + "x" * label):
+        if label > 63:
+            with pytest.raises(AddressError):
+                domain_key(domain)
+        else:
+            assert domain_key(domain.upper() + ".") == domain

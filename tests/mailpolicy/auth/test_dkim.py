@@ -429,3 +429,142 @@ def test_streaming_body_hash_memory_is_constant() -> None:
     for _ in range(200):
         h.update(b" \t" * 5000 + b"\r")
     assert len(h._hold) <= 2
+
+
+# ---- dkimpy's tag=value parser and c= reading, without their per-call regex -----------------
+
+_TAG_BYTES = st.one_of(
+    st.binary(max_size=60),
+    st.lists(
+        st.sampled_from(
+            [
+                *(b"a", b"B", b"z", b"0", b"_", b"=", b";", b" ", b"\t", b"\r\n", b"\n", b"\x0b", b"\x0c"),
+                *(b"\x1c", b"\x85", b"\xa0", b"\xff", b"v=1", b"bh", b"d=x", b"; ", b"==", b";;"),
+            ]
+        ),
+        max_size=30,
+    ).map(b"".join),
+)
+
+
+def _tag_outcome(parse: Any, value: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", list(parse(value).items())
+    except Exception as exc:
+        return type(exc).__qualname__, (type(exc).__module__, exc.args)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TAG_BYTES)
+def test_parse_tag_value_equals_dkimpy(value: bytes) -> None:
+    """Property: for any bytes, the same tags in the same order, or the same exception (class and
+    argument) as dkimpy's parse_tag_value."""
+    from dkim.util import parse_tag_value as reference
+
+    assert _tag_outcome(dkim.parse_tag_value, value) == _tag_outcome(reference, value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b";",
+        b" ; ",
+        b"a=",
+        b"a",
+        b"=b",
+        b"1=b",
+        b"_a=b",
+        b"a=b;a=c",
+        b"a=b; A=c",
+        b"\x0ba=b\x0c;",
+        b"a==b",
+    ],
+)
+def test_parse_tag_value_edges_equal_dkimpy(value: bytes) -> None:
+    from dkim.util import parse_tag_value as reference
+
+    assert _tag_outcome(dkim.parse_tag_value, value) == _tag_outcome(reference, value)
+
+
+def _canon_outcome(c: bytes) -> tuple[str, Any]:
+    try:
+        policy = CanonicalizationPolicy.from_c_value(c)
+    except Exception as exc:
+        return type(exc).__qualname__, exc.args
+    return "ok", (policy.header_algorithm.name == b"relaxed", policy.body_algorithm.name == b"relaxed")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=20),
+        st.lists(st.sampled_from([b"simple", b"relaxed", b"/", b"Simple", b" ", b"x"]), max_size=4).map(
+            b"".join
+        ),
+    )
+)
+def test_canonicalization_equals_dkimpy(c: bytes) -> None:
+    """Property: the (relaxed header, relaxed body) dkimpy's from_c_value gives, or its exception."""
+    try:
+        ours: tuple[str, Any] = ("ok", dkim.canonicalization(c))
+    except Exception as exc:
+        ours = (type(exc).__qualname__, exc.args)
+    assert ours == _canon_outcome(c)
+
+
+def test_canonicalization_table_is_every_accepted_value() -> None:
+    for head in (b"simple", b"relaxed"):
+        for c in (head, head + b"/simple", head + b"/relaxed"):
+            assert ("ok", dkim.canonicalization(c)) == _canon_outcome(c)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"From", b"X-a ", b"\t", b" "]), min_size=1, max_size=3).map(b"".join),
+    st.lists(
+        st.sampled_from([b"a", b" ", b"  ", b"\t", b"\r\n", b"\n", b"\r", b"\r\n\t", b"\x0b", b"b c"]),
+        max_size=20,
+    ).map(b"".join),
+)
+def test_relaxed_header_equals_dkimpy(name: bytes, value: bytes) -> None:
+    """Property: relaxed header canonicalization as dkimpy's Relaxed.canonicalize_headers."""
+    from dkim.canonicalization import Relaxed
+
+    assert dkim.relaxed_header(name, value) == tuple(Relaxed.canonicalize_headers([(name, value)])[0])
+
+
+_B64_FIELD_BYTES = st.lists(
+    st.sampled_from(
+        [
+            *(b"A", b"b", b"z", b"0", b"+", b"/", b"=", b";", b" ", b"\t", b"\r\n", b"\n", b"\x0b", b"\x0c"),
+            *(b"\x1c", b"\x85", b"\xff", b"b=", b" b =", b";b=", b"bh=", b"xb=", b"\r\n b\t=\r\n"),
+        ]
+    ),
+    max_size=40,
+).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.binary(max_size=40), _B64_FIELD_BYTES))
+def test_unspace_and_b64_shape_equal_their_definitions(value: bytes) -> None:
+    """Property: unspace drops exactly the _WSP bytes; b64_shape is dkimpy's regex (these inputs
+    are too short for its backtracking to matter), with or without the unspaced value given."""
+    assert dkim.unspace(value) == bytes(c for c in value if c not in b" \t\r\n\x0b\x0c")
+    expected = re.match(rb"[\s0-9A-Za-z+/]+[\s=]*$", value) is not None
+    assert dkim.b64_shape(value) is expected
+    assert dkim.b64_shape(value, dkim.unspace(value)) is expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_B64_FIELD_BYTES)
+def test_strip_b_value_equals_dkimpy_on_any_field(value: bytes) -> None:
+    """Property: the b= removal is dkimpy's RE_BTAG substitution, including fields with more
+    candidates ("b FWS =" after the wrong byte) than the fast search tries before the regex."""
+    assert dkim.strip_b_value(value) == dkimpy.RE_BTAG.sub(b"\\1", value)
+
+
+def test_strip_b_value_after_many_refused_candidates() -> None:
+    for n in range(2 * dkim._BTAG_TRIES + 2):
+        value = b"v=1" + b"; xb=1" * n + b"; b=AB CD\r\n; c=d; b=EF\r\n"
+        assert dkim.strip_b_value(value) == dkimpy.RE_BTAG.sub(b"\\1", value)

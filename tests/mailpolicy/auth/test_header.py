@@ -193,3 +193,95 @@ def test_any_values_give_one_strictly_valid_header(
     parsed = parse_strict(value)
     assert parsed.authserv_id == "mx.example.org"
     assert [r.method for r in parsed.results] == ["spf"] + ["dkim"] * len(sigs) + ["dmarc"]
+
+
+# ---- resinfo against its first, straightforward version ------------------------------------
+
+
+def _reference_resinfo(
+    method: str, result: str, comment: str | None, reason: str | None, props: list[tuple[str, str]]
+) -> str:
+    """resinfo as first written (before its values were remembered), kept as the reference."""
+    from mailpolicy.auth.header import _WORD, quoted, token_or_quoted
+
+    def printable(text: str, limit: int = 254) -> str:
+        return re.sub(r"[^\x20-\x7e]", "?", text)[:limit]
+
+    def pvalue(text: str) -> str:
+        text = printable(text)
+        if re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+", text) and not text.startswith("@"):
+            return text
+        return quoted(text)
+
+    assert _WORD.fullmatch(method) and _WORD.fullmatch(result)
+    out = f"{method}={result}"
+    notes = [comment] if comment else []
+    plain: list[tuple[str, str]] = []
+    other: list[tuple[str, str]] = []
+    for name, value in props:
+        if value:
+            written = pvalue(value)
+            (plain if written == printable(value) else other).append((name, written))
+    notes += [f"{n} not shown: not a plain value" for n, _ in other[1:]]
+    if notes:
+        text = "; ".join(printable(n) for n in notes)
+        out += f" ({text.replace('(', '[').replace(')', ']').replace(chr(92), '/')})"
+    if reason:
+        out += f" reason={token_or_quoted(reason)}"
+    for name, written in plain + other[:1]:
+        out += f" {name}={written}"
+    return out
+
+
+_VALUES = st.one_of(
+    st.text(max_size=30),
+    st.text(alphabet='ab@.-_"\\ ;()=\u00e9\x7f\t', max_size=12),
+    st.sampled_from(["example.org", "@x", "a@b", "s1", "rsa-sha256", "", "x" * 300, "\u00e9" * 260]),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["spf", "dkim", "arc", "dmarc"]),
+    st.sampled_from(["pass", "fail", "none", "temperror"]),
+    st.one_of(st.none(), _VALUES),
+    st.one_of(st.none(), _VALUES),
+    st.lists(st.tuples(st.sampled_from(["header.d", "header.b", "smtp.mailfrom"]), _VALUES), max_size=5),
+)
+def test_resinfo_equals_its_reference(
+    method: str, result: str, comment: str | None, reason: str | None, props: list[tuple[str, str]]
+) -> None:
+    """Property: the same clause as the reference, the first time a value is seen and the next
+    (when it is remembered)."""
+    from mailpolicy.auth.header import pvalue, resinfo
+
+    expected = _reference_resinfo(method, result, comment, reason, props)
+    assert resinfo(method, result, comment, reason, props) == expected
+    assert resinfo(method, result, comment, reason, props) == expected
+    for _name, value in props:
+        if value:
+            assert pvalue(value) == pvalue(value) == _reference_pvalue(value)
+
+
+def _reference_pvalue(text: str) -> str:
+    return _reference_resinfo("x", "y", None, None, [("p", text)]).partition(" p=")[2]
+
+
+def test_remembered_values_are_bounded() -> None:
+    from mailpolicy.auth import header
+
+    for i in range(3 * header._RENDERED_MAX):
+        header.pvalue(f"v{i}.example")
+    header.pvalue("x" * 1000)
+    assert len(header._RENDERED) <= header._RENDERED_MAX
+    assert all(len(v) <= header.MAX_VALUE for v in header._RENDERED)
+
+
+def test_method_and_result_words_are_still_checked() -> None:
+    from mailpolicy.auth.header import resinfo
+
+    assert resinfo("spf", "pass", None, None, []) == "spf=pass"
+    with pytest.raises(AssertionError):
+        resinfo("spf", "pass x", None, None, [])
+    with pytest.raises(AssertionError):
+        resinfo("a b", "pass", None, None, [])

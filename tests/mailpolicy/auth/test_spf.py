@@ -213,3 +213,16 @@ def test_a_temperror_is_never_reused(cached_dns: DnsServer, monkeypatch: pytest.
     assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "temperror"
     monkeypatch.undo()
     assert spf.evaluate("192.0.2.5", "a@example.org", "h", 2.0).result == "pass"
+
+
+def test_a_reused_result_is_the_cached_one_with_the_identity_replaced() -> None:
+    """The reuse path builds the copy field by field: it must stay dataclasses.replace."""
+    import dataclasses
+
+    from mailpolicy.auth import SpfResult
+
+    names = ("result", "scope", "domain", "identity", "reason")
+    assert tuple(f.name for f in dataclasses.fields(SpfResult)) == names
+    cached = SpfResult("softfail", "mailfrom", "example.org", "a@example.org", "why")
+    copy = spf._with_identity(cached, "b@example.org")
+    assert copy == dataclasses.replace(cached, identity="b@example.org") and copy is not cached
