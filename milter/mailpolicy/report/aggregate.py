@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import msgspec
+
 from mailpolicy import EVENT_SCHEMA, __version__
 from mailpolicy.report.lookalike import Collector
 from mailpolicy.report.lookalike import to_json as lookalikes_json
@@ -106,7 +108,9 @@ def canonical(dt: datetime) -> str:
 
 
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z").fullmatch
-_CANONICAL_DAYS: set[str] = set()  # "2026-11-20T": timestamps starting so passed _CANONICAL
+# "2026-11-20T" -> "2026-11-20": timestamps starting so passed _CANONICAL. The day is one string
+# object per day, whose hash is computed once, for the keys of the per-day counters.
+_CANONICAL_DAYS: dict[str, str] = {}
 
 
 def check_ts(ts: str) -> str | None:
@@ -116,7 +120,7 @@ def check_ts(ts: str) -> str | None:
     milter's form, or None."""
     if _CANONICAL(ts):
         if len(_CANONICAL_DAYS) < 100_000:
-            _CANONICAL_DAYS.add(ts[:11])
+            _CANONICAL_DAYS.setdefault(ts[:11], ts[:10])
         return ts
     return normalise_ts(ts)
 
@@ -201,18 +205,18 @@ def auth_state(ev: Event) -> int:
     return UNAUTH
 
 
-def mail_path(ev: Event) -> tuple[tuple[str, str], list[str]]:
-    """How the mail came, and the ARC chain's sealers (oldest first; ``[]`` unless forwarded):
+def mail_path(ev: Event) -> tuple[tuple[str, str], tuple[str, ...]]:
+    """How the mail came, and the ARC chain's sealers (oldest first; ``()`` unless forwarded):
     ``(FORWARDED_ARC, newest sealer)`` for a valid ARC chain (``arc.result == "pass"``), else
     ``(MAILING_LIST, list id)`` for a message with a List-Id, else ``(DIRECT, "")``. Events
     written before ARC validation have neither field: direct."""
     arc = ARC_DECODER.decode(ev.arc) if ev.arc else None
     if arc is not None and arc.result == "pass":
-        sealers = [s.lower() for s in arc.sealers]
+        sealers = tuple(s.lower() for s in arc.sealers)
         return (FORWARDED_ARC, sealers[-1] if sealers else UNKNOWN_CLIENT), sealers
     if ev.list_id:
-        return (MAILING_LIST, ev.list_id.lower()), []
-    return DIRECT_PATH, []
+        return (MAILING_LIST, ev.list_id.lower()), ()
+    return DIRECT_PATH, ()
 
 
 def _ranked(counts: dict[str, list[int]], n: int) -> list[tuple[str, list[int]]]:
@@ -293,10 +297,6 @@ class Affected:
         self.paths: dict[tuple[str, str], list[int]] = {}
         self.names = names  # client IP -> client name, shared by the whole aggregator
         self._tables: Tables | None = None
-
-    def add(self, who: tuple[str, str, int], path: tuple[str, str], r: int) -> None:
-        _pair(self.counts, who, r)
-        _pair(self.paths, path, r)
 
     def path_summary(self, top: int) -> dict[str, Any]:
         """AFFECTED.paths: the three paths' counts (they add up to the affected transactions and
@@ -480,19 +480,52 @@ class FloorStats:
 
 MAX_COMBOS = 50_000
 """Distinct raw policy objects cached (bounded memory: the cache is emptied when full)."""
+MAX_DECODED = 20_000
+"""Distinct raw authentication and ARC objects whose meaning (:func:`auth_state`,
+:func:`mail_path`) is cached, each cache emptied when full."""
 
 
 @dataclass(frozen=True, slots=True)
 class Combo:
+    """What the hot path needs of one policy combination (a transaction's decisions), worked out
+    once when the combination is first seen."""
+
     pid: int
-    acting: tuple[str, ...]  # policies that refuse or would refuse
+    # The Affected tables a transaction is counted in: those of the policies that refuse or would
+    # refuse, each with True when it is an enforce-mode policy that refused (applied), False for a
+    # monitor-mode one that would refuse; then the combined scenario's (False) when a monitor-mode
+    # policy would refuse. Empty when no policy refuses or would.
+    acting: tuple[tuple[Affected, bool], ...]
     lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
-    enforced: tuple[str, ...]  # enforce-mode policies that refused (applied)
+    enforced: bool  # an enforce-mode policy refused (applied)
     starttls_exempt: str | None
     # the dmarc policy refuses (False) or would refuse (True) a DMARC fail (a sealer could vouch);
     # None when it does neither
     dmarc_fail: bool | None
     overridden: bool  # a decision has an override (see Aggregator.overrides_by)
+
+
+@dataclass(slots=True)
+class TxnRow:
+    """The transactions of one (host, day, policy combination, outcome): how many, the sums of
+    their ``rcpt_count`` and ``rcpt_rejected``, and the first and last timestamp (the host's
+    span derives from these)."""
+
+    n: int
+    rc: int
+    rr: int
+    first: str
+    last: str
+
+
+@dataclass(slots=True)
+class ConnRow:
+    """The connections of one (host, day, TLS version, cipher): how many, first and last
+    timestamp."""
+
+    n: int
+    first: str
+    last: str
 
 
 @dataclass
@@ -548,20 +581,22 @@ class Aggregator:
         self.unsupported_schema: Counter[int] = Counter()
         self.unknown_event_types: Counter[str] = Counter()
         self.filtered_out = 0
-        # host -> [first ts, last ts]
-        self.spans: dict[str, list[str]] = {}
-        # (host, day, policy combination id, outcome) -> [transactions, rcpt_count, rcpt_rejected]
-        # sums; see _combo. Hosts, days, outcomes and every policy's counts derive from it.
-        self.decisions: dict[tuple[str, str, int, str | None], list[int]] = {}
+        # (host, day, policy combination id, outcome) -> transactions, rcpt_count and rcpt_rejected
+        # sums, first and last ts; see _combo. Hosts, days, outcomes and every policy's counts
+        # derive from it.
+        self.decisions: dict[tuple[str, str, int, str | None], TxnRow] = {}
         self._combos: dict[bytes, Combo] = {}
+        # The policies object of the last transaction and its combination: one transaction in two
+        # has the same object as the one before, and comparing it is cheaper than hashing it.
+        self._last: tuple[msgspec.Raw | None, Combo | None] = (None, None)
         self._by_decisions: dict[tuple[tuple[str, PolicyRec], ...], Combo] = {}
         self._combo_ids: dict[tuple[tuple[str, PolicyRec], ...], int] = {}
         self._combo_items: list[tuple[tuple[str, PolicyRec], ...]] = []
         self._lost_pids: set[int] = set()  # combinations lost in the combined scenario
-        # (tls version, cipher) -> transactions
-        self.txns: dict[tuple[str, str | None], int] = {}
-        # (host, day, tls version, cipher) -> connections
-        self.conns: dict[tuple[str, str, str, str | None], int] = {}
+        # (tls version, cipher) -> [transactions]
+        self.txns: dict[tuple[str, str | None], list[int]] = {}
+        # (host, day, tls version, cipher) -> connections, first and last ts
+        self.conns: dict[tuple[str, str, str, str | None], ConnRow] = {}
         self.names: dict[str, str] = {}  # client IP -> first client name seen, for affected clients
         self.affected: dict[str, Affected] = {}
         self.combined = Affected(self.names)
@@ -581,6 +616,9 @@ class Aggregator:
         self.arc_earlier: dict[tuple[str, str], int] = {}
         # (policy, override reason, details.override_by) -> [transactions, recipients]
         self.overrides_by: dict[tuple[str, str, str], list[int]] = {}
+        # auth_state and mail_path by the raw objects they read: a sender's mail repeats them
+        self._auth_states: dict[tuple[bool | None, bytes, bytes], int] = {}
+        self._paths: dict[tuple[bytes, str | None], tuple[tuple[str, str], tuple[str, ...]]] = {}
 
     # ---- input ----
 
@@ -599,8 +637,8 @@ class Aggregator:
         since, until = self.opt.since, self.opt.until
         hosts = self.opt.hosts
         filtering = bool(since or until or hosts)
-        on_txn, on_conn = self._transaction, self._connection
-        spans = self.spans
+        on_txn, on_legacy = self._transaction, self._legacy
+        conns = self.conns
         days = _CANONICAL_DAYS
         n = src.lines
         events = 0
@@ -625,12 +663,14 @@ class Aggregator:
                         self.unsupported_schema[ev.schema] += 1
                     continue
                 ts = ev.ts
-                if len(ts) != 24 or ts[19] != "." or ts[:11] not in days:
+                day = days.get(ts[:11])
+                if day is None or len(ts) != 24 or ts[19] != ".":
                     fixed = check_ts(ts)
                     if fixed is None:
                         self._malformed(src, n, f"bad 'ts': {ts!r}")
                         continue
                     ev.ts = ts = fixed
+                    day = days.get(ts[:11]) or ts[:10]
                 if filtering and (
                     (since and ts < since) or (until and ts > until) or (hosts and ev.host not in hosts)
                 ):
@@ -638,23 +678,29 @@ class Aggregator:
                     continue
                 if kind_ == "transaction":
                     try:
-                        on_txn(ev)
+                        on_txn(ev, day)
                     except DecodeError as exc:  # a policies object of the wrong shape
                         self._malformed(src, n, str(exc))
                         continue
                 elif kind_ == "connection":
-                    on_conn(ev)
+                    # counted here rather than in a method of its own: half the events
+                    version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
+                    key = (ev.host, day, version, ev.tls_cipher)
+                    row = conns.get(key)
+                    if row is None:
+                        conns[key] = ConnRow(1, ts, ts)
+                    else:
+                        row.n += 1
+                        if ts > row.last:
+                            row.last = ts
+                        elif ts < row.first:
+                            row.first = ts
+                    if version in LEGACY:
+                        on_legacy(ev, version)
                 else:
                     self.unknown_event_types[kind_] += 1
                     continue
                 events += 1
-                span = spans.get(ev.host)
-                if span is None:
-                    spans[ev.host] = [ts, ts]
-                elif ts > span[1]:
-                    span[1] = ts
-                elif ts < span[0]:
-                    span[0] = ts
         finally:
             src.lines = n
             src.events += events
@@ -690,17 +736,13 @@ class Aggregator:
 
     # ---- connection events ----
 
-    def _connection(self, ev: Event) -> None:
-        version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
-        key = (ev.host, ev.ts[:10], version, ev.tls_cipher)
-        conns = self.conns
-        conns[key] = conns.get(key, 0) + 1
-        if version in LEGACY:
-            ip = ev.client_ip or UNKNOWN_CLIENT
-            if ip not in self.names:
-                self.names[ip] = ev.client_name or ""
-            lkey = (ip, version)
-            self.legacy_sessions[lkey] = self.legacy_sessions.get(lkey, 0) + 1
+    def _legacy(self, ev: Event, version: str) -> None:
+        """A connection below TLS 1.2 (the connection itself is counted in ``_consume``)."""
+        ip = ev.client_ip or UNKNOWN_CLIENT
+        if ip not in self.names:
+            self.names[ip] = ev.client_name or ""
+        lkey = (ip, version)
+        self.legacy_sessions[lkey] = self.legacy_sessions.get(lkey, 0) + 1
 
     # ---- transaction events ----
 
@@ -742,95 +784,151 @@ class Aggregator:
             (d.mode == "monitor" for k, d in acting if k == "dmarc" and d.result == "fail"), None
         )
         overridden = any(d.override is not None for _, d in items)
+        affected = self.affected
+        tables = tuple(
+            (affected.get(k) or affected.setdefault(k, Affected(self.names)), d.mode != "monitor")
+            for k, d in acting
+        )
+        if lost_by:
+            tables += ((self.combined, False),)
         return Combo(
             pid,
-            tuple(k for k, _ in acting),
+            tables,
             lost_by,
-            tuple(k for k, d in acting if d.mode != "monitor"),
+            any(d.mode != "monitor" for _, d in acting),
             rs.exempt if rs is not None else None,
             dmarc_fail,
             overridden,
         )
 
-    def _transaction(self, ev: Event) -> None:
-        day = ev.ts[:10]
-        raw = bytes(ev.policies)
-        combo = self._combos.get(raw)
-        if combo is None:
-            combo = self._combo(raw)
+    def _transaction(self, ev: Event, day: str) -> None:
+        policies = ev.policies
+        last, combo = self._last
+        if combo is None or policies != last:
+            raw = bytes(policies)
+            combo = self._combos.get(raw)
+            if combo is None:
+                combo = self._combo(raw)
+            self._last = (policies, combo)
         version = (ev.tls_version or "unknown") if ev.starttls else PLAINTEXT
         rc, rr = ev.rcpt_count, ev.rcpt_rejected
         if rr > rc:
             rr = rc  # inconsistent counts: no more refused than seen
-        acting = combo.acting
-        below = version in BELOW_TOP
+        live = rc - rr  # what refusing the whole message would lose (see recipients())
         # Everything is decoded before anything is counted: an object of the wrong shape makes the
         # line malformed, never half-counted.
-        vouched = self._vouched(raw) if combo.overridden else ()
-        live = rc - rr  # what refusing the whole message would lose (see recipients())
-        if acting or below:
-            # Who is affected, one key per (client, sender domain, auth state), and how the mail
-            # came. Affected.add and _pair are inlined here: this runs for every refused message.
+        vouched = self._vouched(policies) if combo.overridden else ()
+        below = version in BELOW_TOP
+        if combo.acting or below:
+            # Who is affected: one key per (client, sender domain, auth state).
             ip = ev.client_ip or UNKNOWN_CLIENT
-            who = (ip, sender_domain(ev), auth_state(ev))
-            path, chain = mail_path(ev) if acting else (DIRECT_PATH, [])
+            sender = ev.header_from_domain
+            sender = sender.lower() if sender else sender_domain(ev)
+            state = AUTH if ev.authenticated else self._auth_state(ev)
+            if combo.acting:
+                self._acting(ev, combo, (ip, sender, state), rc, rr, live)
             if ip not in self.names:
                 self.names[ip] = ev.client_name or ""
-            lost_by = combo.lost_by
-            affected = self.affected
-            whole = live
-            for name in acting:
-                aff = affected.get(name)
-                if aff is None:
-                    aff = affected[name] = Affected(self.names)
-                r = live
-                if name in combo.enforced:
-                    r = whole = rc if ev.outcome in REFUSED_OUTCOMES else rr  # see recipients()
-                row = aff.counts.get(who)
-                if row is None:
-                    aff.counts[who] = [1, r]
-                else:
-                    row[0] += 1
-                    row[1] += r
-                row = aff.paths.get(path)
-                if row is None:
-                    aff.paths[path] = [1, r]
-                else:
-                    row[0] += 1
-                    row[1] += r
-            if lost_by:
-                self.combined.add(who, path, live)
-                if len(lost_by) == 1:
-                    _pair(self.combined_solely, lost_by[0], live)
-                for name in lost_by:
-                    _pair(self.combined_policies, name, live)
-            if combo.dmarc_fail is not None and path[0] == FORWARDED_ARC:
-                self._arc_refused(path[1], who[1], chain, live if combo.dmarc_fail else whole)
             if below:
-                bkey = (version, *who, combo.starttls_exempt)
+                bkey = (version, ip, sender, state, combo.starttls_exempt)
                 row = self.below.get(bkey)  # _pair, inlined
                 if row is None:
                     self.below[bkey] = [1, live]
                 else:
                     row[0] += 1
                     row[1] += live
-        for vkey in vouched:
-            _pair(self.overrides_by, vkey, live)
+        if vouched:
+            for vkey in vouched:
+                _pair(self.overrides_by, vkey, live)
         key = (ev.host, day, combo.pid, ev.outcome)
-        row = self.decisions.get(key)
+        ts = ev.ts
+        trow = self.decisions.get(key)
+        if trow is None:
+            self.decisions[key] = TxnRow(1, rc, rr, ts, ts)
+        else:
+            trow.n += 1
+            trow.rc += rc
+            if rr:
+                trow.rr += rr
+            if ts > trow.last:
+                trow.last = ts
+            elif ts < trow.first:
+                trow.first = ts
+        tkey = (version, ev.tls_cipher)
+        row = self.txns.get(tkey)
         if row is None:
-            self.decisions[key] = [1, rc, rr]
+            self.txns[tkey] = [1]
         else:
             row[0] += 1
-            row[1] += rc
-            if rr:
-                row[2] += rr
-        tkey = (version, ev.tls_cipher)
-        txns = self.txns
-        txns[tkey] = txns.get(tkey, 0) + 1
-        self.lookalikes.add_event(ev)
+        # Look-alike senders: Collector.add_event, but a From domain already judged neither ours
+        # nor a look-alike, from a host the collector looked at already, is only counted.
+        look = self.lookalikes
+        from_domain = ev.header_from_domain
+        if (
+            from_domain
+            and look.verdicts.get(from_domain) is False
+            and (ev.host in look.hosts or not look.watch_hosts)
+        ):
+            look.transactions += 1
+        else:
+            look.add_event(ev)
 
-    def _vouched(self, raw: bytes) -> list[tuple[str, str, str]]:
+    def _acting(
+        self, ev: Event, combo: Combo, who: tuple[str, str, int], rc: int, rr: int, live: int
+    ) -> None:
+        """A transaction that policies refuse or would refuse, from ``who``: counted per policy and
+        in the combined scenario (``combo.acting``: a row in ``counts`` and one in ``paths`` of each
+        Affected table, ``_pair`` inlined), by how the mail came."""
+        path, chain = self._mail_path(ev)
+        acting = combo.acting
+        # recipients an enforce-mode refusal refused (see recipients())
+        whole = (rc if ev.outcome in REFUSED_OUTCOMES else rr) if combo.enforced else live
+        for aff, enforced in acting:
+            r = whole if enforced else live
+            row = aff.counts.get(who)
+            if row is None:
+                aff.counts[who] = [1, r]
+            else:
+                row[0] += 1
+                row[1] += r
+            row = aff.paths.get(path)
+            if row is None:
+                aff.paths[path] = [1, r]
+            else:
+                row[0] += 1
+                row[1] += r
+        lost_by = combo.lost_by
+        if lost_by:
+            if len(lost_by) == 1:
+                _pair(self.combined_solely, lost_by[0], live)
+            for name in lost_by:
+                _pair(self.combined_policies, name, live)
+        if combo.dmarc_fail is not None and path[0] == FORWARDED_ARC:
+            self._arc_refused(path[1], who[1], chain, live if combo.dmarc_fail else whole)
+
+    def _auth_state(self, ev: Event) -> int:
+        """:func:`auth_state`, cached by what it reads."""
+        key = (ev.authenticated, bytes(ev.dmarc), bytes(ev.dkim))
+        state = self._auth_states.get(key)
+        if state is None:
+            state = auth_state(ev)
+            if len(self._auth_states) >= MAX_DECODED:
+                self._auth_states.clear()
+            self._auth_states[key] = state
+        return state
+
+    def _mail_path(self, ev: Event) -> tuple[tuple[str, str], tuple[str, ...]]:
+        """:func:`mail_path`, cached by what it reads."""
+        key = (bytes(ev.arc), ev.list_id)
+        path = self._paths.get(key)
+        if path is None:
+            path = mail_path(ev)
+            if len(self._paths) >= MAX_DECODED:
+                self._paths.clear()
+            self._paths[key] = path
+        return path
+
+    def _vouched(self, raw: msgspec.Raw) -> list[tuple[str, str, str]]:
         """(policy, override reason, details.override_by) of each overridden decision: who
         vouched for it (a network, an ARC sealer, a list id)."""
         wanted = self.opt.policies
@@ -841,7 +939,7 @@ class Aggregator:
                 out.append((name, d.override, by))
         return out
 
-    def _arc_refused(self, sealer: str, domain: str, chain: list[str], r: int) -> None:
+    def _arc_refused(self, sealer: str, domain: str, chain: tuple[str, ...], r: int) -> None:
         _pair(self.arc_refused, (sealer, domain), r)
         for earlier in set(chain[:-1]) - {sealer}:
             ekey = (sealer, earlier)
@@ -853,11 +951,11 @@ class Aggregator:
         """``decisions`` without the host: (day, policy combination, refused as a whole) ->
         [transactions, rcpt_count, rcpt_rejected]."""
         out: dict[tuple[str, int, bool], list[int]] = {}
-        for (_, day, pid, outcome), (n, rc, rr) in self.decisions.items():
+        for (_, day, pid, outcome), t in self.decisions.items():
             row = out.setdefault((day, pid, outcome in REFUSED_OUTCOMES), [0, 0, 0])
-            row[0] += n
-            row[1] += rc
-            row[2] += rr
+            row[0] += t.n
+            row[1] += t.rc
+            row[2] += t.rr
         return out
 
     def policy_stats(self) -> dict[str, PolicyStats]:
@@ -915,6 +1013,21 @@ class Aggregator:
                 ps.refused_recipients += refused_r
 
     @property
+    def spans(self) -> dict[str, list[str]]:
+        """host -> [first ts, last ts] of its events."""
+        rows: list[tuple[str, TxnRow | ConnRow]] = [(k[0], r) for k, r in self.decisions.items()]
+        rows += [(k[0], r) for k, r in self.conns.items()]
+        spans: dict[str, list[str]] = {}
+        for host, r in rows:
+            span = spans.get(host)
+            if span is None:
+                spans[host] = [r.first, r.last]
+            else:
+                span[0] = min(span[0], r.first)
+                span[1] = max(span[1], r.last)
+        return spans
+
+    @property
     def first(self) -> str:
         return min((s[0] for s in self.spans.values()), default="")
 
@@ -934,7 +1047,8 @@ class Aggregator:
         # day -> [transactions, lost, refused, recipients, lost rcpts, refused rcpts]
         comb_daily: dict[str, list[int]] = {}
         lost_pids = self._lost_pids
-        for (host, day, pid, outcome), (n, rc, rr) in self.decisions.items():
+        for (host, day, pid, outcome), t in self.decisions.items():
+            n, rc, rr = t.n, t.rc, t.rr
             h = hosts.get(host)
             if h is None:
                 h = hosts[host] = HostStats()
@@ -962,13 +1076,14 @@ class Aggregator:
             h.refused_recipients += refused_r
         txn_tls: Counter[str] = Counter()
         txn_cipher: Counter[tuple[str, str]] = Counter()
-        for (version, cipher), n in self.txns.items():
+        for (version, cipher), (n,) in self.txns.items():
             txn_tls[version] += n
             txn_cipher[(version, cipher or "")] += n
         conn_tls: Counter[str] = Counter()
         conn_cipher: Counter[tuple[str, str]] = Counter()
         tls_daily: dict[str, Counter[str]] = {}
-        for (host, day, version, cipher), n in self.conns.items():
+        for (host, day, version, cipher), c in self.conns.items():
+            n = c.n
             h = hosts.setdefault(host, HostStats())
             h.events += n
             h.connections += n

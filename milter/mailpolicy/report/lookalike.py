@@ -795,10 +795,14 @@ class Collector:
         self.max_domains = max_domains
         self.max_lookalikes = max_lookalikes
         self.max_clients = max_clients
-        self._hosts: set[str] = set()
-        self._watch_hosts = self.derived  # until MAX_HOSTS host names were seen
+        # The host names looked at (see note_host), while they can still change our domains, and
+        # the verdict on each From domain judged: False (neither ours nor a look-alike), True
+        # (ours) or the Match. The report's aggregator reads these three to count the transactions
+        # of a domain judged False without calling add_event.
+        self.hosts: set[str] = set()
+        self.watch_hosts = self.derived  # until MAX_HOSTS host names were seen
+        self.verdicts: dict[str, Match | bool] = {}
         self._client_slots = max_domains  # client entries left over all look-alikes
-        self._verdicts: dict[str, Match | bool] = {}
         self.seen: dict[str, _Seen] = {}
         self.transactions = 0  # with a From domain
         self.without_from = 0
@@ -816,10 +820,10 @@ class Collector:
         if not domain:
             self.without_from += 1
             return
-        if self._watch_hosts and ev.host not in self._hosts:
+        if self.watch_hosts and ev.host not in self.hosts:
             self.note_host(ev.host)
         self.transactions += 1
-        v = self._verdicts.get(domain)
+        v = self.verdicts.get(domain)
         if v is None:
             v = self._judge(domain)
         if v is False:
@@ -858,10 +862,10 @@ class Collector:
         if not from_domain:
             self.without_from += 1
             return
-        if self._watch_hosts and host is not None and host not in self._hosts:
+        if self.watch_hosts and host is not None and host not in self.hosts:
             self.note_host(host)
         self.transactions += 1
-        v = self._verdicts.get(from_domain)
+        v = self.verdicts.get(from_domain)
         if v is None:
             v = self._judge(from_domain)
         if v is False:
@@ -884,9 +888,9 @@ class Collector:
     def note_host(self, host: str) -> None:
         """A host name seen in the events: without configured domains, its registrable domain is
         taken as ours (and every From domain judged again)."""
-        self._hosts.add(host)
-        if len(self._hosts) >= MAX_HOSTS:
-            self._watch_hosts = False
+        self.hosts.add(host)
+        if len(self.hosts) >= MAX_HOSTS:
+            self.watch_hosts = False
         if not self.derived:
             return
         name = parse_name(host)
@@ -897,12 +901,12 @@ class Collector:
         if name.registrable in self.ours.domains:
             return
         self.ours = OurDomains((*self.ours.domains, name.registrable))
-        self._verdicts.clear()
+        self.verdicts.clear()
 
     def _judge(self, domain: str) -> Match | bool:
         self.examined += 1
         v = self.ours.judge(domain)
-        verdicts = self._verdicts
+        verdicts = self.verdicts
         if len(verdicts) >= self.max_domains:
             verdicts.clear()  # bounded memory; the frequent domains come back
         verdicts[domain] = v

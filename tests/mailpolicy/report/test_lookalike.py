@@ -404,7 +404,7 @@ def test_memory_bounds() -> None:
     c = la.Collector(["paypal.com"], max_domains=50, max_lookalikes=3, max_clients=2)
     for i in range(1000):
         c.add(f"sender{i}.example")
-        assert len(c._verdicts) <= 50
+        assert len(c.verdicts) <= 50
     for i in range(5):
         for k in range(3):
             c.add(f"paypal-{string.ascii_lowercase[i]}.com", client_ip=f"192.0.2.{k}")
