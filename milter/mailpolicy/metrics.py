@@ -9,6 +9,7 @@ are exactly those of ``prometheus_client``'s own ``Counter``, ``Gauge`` and ``Hi
 
 from __future__ import annotations
 
+import abc
 import bisect
 import math
 import platform
@@ -94,7 +95,7 @@ S = TypeVar("S", CounterSeries, GaugeSeries, HistogramSeries)
 _FAMILIES: list[_Family[Any]] = []
 
 
-class _Family(Generic[S]):
+class _Family(abc.ABC, Generic[S]):
     """A metric: its name (without ``_total``), help text, label names and series by label values."""
 
     def __init__(
@@ -114,8 +115,9 @@ class _Family(Generic[S]):
         (_FAMILIES if families is None else families).append(self)
         self._solo: S | None = None if self.labelnames else self.labels()
 
+    @abc.abstractmethod
     def _new(self) -> S:
-        raise NotImplementedError
+        """A new series at 0."""
 
     def labels(self, *values: str) -> S:
         """The series of these label values (created at 0 on first use), always the same object."""
