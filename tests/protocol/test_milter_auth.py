@@ -196,6 +196,9 @@ def test_forged_authentication_results_removed(monitor: MilterProcess) -> None:
     assert chg == [("Authentication-Results", 3, ""), ("Authentication-Results", 1, "")]
     assert [a[0] for a in eom.actions] == ["m", "m", "i"]
     assert _metric(monitor.metrics_text(), "mailpolicy_authres_removed_total") == before + 2
+    # The event records the removal (waited for: later tests count this milter's events)
+    ev = monitor.wait_event(lambda e: e.get("mail_from") == "b@good.example", "transaction")
+    assert ev["authres_removed"] == 2 and ev["outcome"] == "accepted"
 
 
 def test_dns_timeout_is_temperror_never_fail_never_reject(enforce: MilterProcess) -> None:
