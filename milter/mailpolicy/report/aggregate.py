@@ -14,10 +14,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import msgspec
 
@@ -485,6 +485,22 @@ MAX_DECODED = 20_000
 :func:`mail_path`) is cached, each cache emptied when full."""
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _cached(cache: dict[K, V], key: K, compute: Callable[[Event], V], ev: Event) -> V:
+    """``compute(ev)``, remembered under ``key`` in ``cache``, which is emptied when it holds
+    MAX_DECODED entries."""
+    found = cache.get(key)
+    if found is None:
+        found = compute(ev)
+        if len(cache) >= MAX_DECODED:
+            cache.clear()
+        cache[key] = found
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Combo:
     """What the hot path needs of one policy combination (a transaction's decisions), worked out
@@ -908,25 +924,11 @@ class Aggregator:
 
     def _auth_state(self, ev: Event) -> int:
         """:func:`auth_state`, cached by what it reads."""
-        key = (ev.authenticated, bytes(ev.dmarc), bytes(ev.dkim))
-        state = self._auth_states.get(key)
-        if state is None:
-            state = auth_state(ev)
-            if len(self._auth_states) >= MAX_DECODED:
-                self._auth_states.clear()
-            self._auth_states[key] = state
-        return state
+        return _cached(self._auth_states, (ev.authenticated, bytes(ev.dmarc), bytes(ev.dkim)), auth_state, ev)
 
     def _mail_path(self, ev: Event) -> tuple[tuple[str, str], tuple[str, ...]]:
         """:func:`mail_path`, cached by what it reads."""
-        key = (bytes(ev.arc), ev.list_id)
-        path = self._paths.get(key)
-        if path is None:
-            path = mail_path(ev)
-            if len(self._paths) >= MAX_DECODED:
-                self._paths.clear()
-            self._paths[key] = path
-        return path
+        return _cached(self._paths, (bytes(ev.arc), ev.list_id), mail_path, ev)
 
     def _vouched(self, raw: msgspec.Raw) -> list[tuple[str, str, str]]:
         """(policy, override reason, details.override_by) of each overridden decision: who

@@ -816,20 +816,8 @@ class Collector:
     def add_event(self, ev: TransactionEvent) -> None:
         """One transaction event. A From domain already judged costs one dict look-up; the
         authentication objects are decoded only for look-alikes."""
-        domain = ev.header_from_domain
-        if not domain:
-            self.without_from += 1
-            return
-        if self.watch_hosts and ev.host not in self.hosts:
-            self.note_host(ev.host)
-        self.transactions += 1
-        v = self.verdicts.get(domain)
+        v = self._look_alike(ev.header_from_domain, ev.host)
         if v is None:
-            v = self._judge(domain)
-        if v is False:
-            return
-        if v is True:
-            self.own += 1
             return
         self._record(
             v,
@@ -859,19 +847,8 @@ class Collector:
     ) -> None:
         """One transaction from decoded values: ``spf``/``dmarc`` the result words, ``dkim`` a word
         of :func:`dkim_outcome`; None for a method that did not run."""
-        if not from_domain:
-            self.without_from += 1
-            return
-        if self.watch_hosts and host is not None and host not in self.hosts:
-            self.note_host(host)
-        self.transactions += 1
-        v = self.verdicts.get(from_domain)
+        v = self._look_alike(from_domain, host)
         if v is None:
-            v = self._judge(from_domain)
-        if v is False:
-            return
-        if v is True:
-            self.own += 1
             return
         self._record(
             v,
@@ -884,6 +861,22 @@ class Collector:
             outcome,
             ts,
         )
+
+    def _look_alike(self, domain: str | None, host: str | None) -> Match | None:
+        """Count one transaction; the Match when its From domain is a look-alike (its details are
+        then recorded by the caller), None otherwise."""
+        if not domain:
+            self.without_from += 1
+            return None
+        if self.watch_hosts and host is not None and host not in self.hosts:
+            self.note_host(host)
+        self.transactions += 1
+        v = self.verdicts.get(domain)
+        if v is None:
+            v = self._judge(domain)
+        if v is True:
+            self.own += 1
+        return None if isinstance(v, bool) else v
 
     def note_host(self, host: str) -> None:
         """A host name seen in the events: without configured domains, its registrable domain is
