@@ -124,14 +124,20 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
     def __init__(self, setup: Callable[[], Setup]):
         self.session = Session(setup)
         self._leadspc = True
-        self.on_error = Action(setup().config.milter.on_error)
+        self.on_error = setup().on_error
         _current.milter = self
 
     # -- negotiation --------------------------------------------------------------------------
     def negotiate(self, opts: list[int]) -> Any:
-        offered = opts[1]
-        rc = Milter.Base.negotiate(self, opts)
+        # What Milter.Base.negotiate does, less its loop over @symlist decorators (we use none):
+        # the actions offered, and the protocol steps we take (the class's protocol mask).
         _current.milter = self
+        try:
+            self._actions, offered = opts[0], opts[1]
+            opts[1] = offered & ~self.protocol_mask()
+            opts[2] = opts[3] = 0
+        except Exception:
+            return Milter.ALL_OPTS  # (as Base: leave the MTA's offer unchanged)
         # pymilter 1.0.5's setsymlist passes bytes and silently fails on Python 3: call the
         # context directly with a str (see ../shared/postfix-milter-facts.md).
         if self._actions & Milter.SETSYMLIST:
@@ -149,7 +155,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
         self._leadspc = bool(opts[1] & Milter.P_HDR_LEADSPC)
         self._protocol = opts[1]
         self.session.negotiate(self._leadspc, not opts[1] & Milter.P_NOHDRS)
-        return rc
+        return CONTINUE
 
     # -- reading ------------------------------------------------------------------------------
     def _macro(self, name: str) -> Macro:

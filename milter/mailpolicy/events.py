@@ -58,7 +58,7 @@ def transaction_record(txn: Transaction) -> dict[str, Any]:
         "final_action": txn.final_action,
         "outcome": txn.outcome,
         "stage": txn.stage,
-        "unreadable": sorted(set(c.unreadable) | set(txn.unreadable)),
+        "unreadable": sorted({*c.unreadable, *txn.unreadable}) if c.unreadable or txn.unreadable else [],
         "config": txn.setup.config_hash,
     }
     if txn.auth is not None:
@@ -90,7 +90,7 @@ def connection_record(c: Connection, ended: float) -> dict[str, Any]:
         "messages": c.messages,
         "outcomes": dict(c.outcomes),
         "end_stage": c.last_stage,
-        "unreadable": sorted(set(c.unreadable)),
+        "unreadable": sorted(set(c.unreadable)) if c.unreadable else [],
     }
 
 

@@ -158,14 +158,16 @@ class Decision:
     overridden: Action | None = None
 
     def record(self) -> dict[str, Any]:
+        # Mode and Action members are str (StrEnum): they encode as their value, and reading
+        # ``.value`` on the way costs more than the rest of this record.
         rec: dict[str, Any] = {
-            "mode": self.mode.value,
+            "mode": self.mode,
             "result": self.result,
-            "action": self.action.value,
+            "action": self.action,
             "applied": self.applied,
             "exempt": self.exempt,
             "override": self.override,
-            "overridden_action": self.overridden.value if self.overridden is not None else None,
+            "overridden_action": self.overridden,
         }
         if self.reply is not None and self.action is not Action.CONTINUE:
             rec["reply"] = str(self.reply)
@@ -175,16 +177,20 @@ class Decision:
 
 
 _second: tuple[int, str] = (-1, "")  # the last second formatted (most timestamps share it)
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def iso(ts: float) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-23T04:05:06.789Z``: what
     ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")`` gives (microseconds
-    rounded, then cut to milliseconds), with the date and time of the second formatted once."""
+    rounded half to even, then cut to milliseconds), with the date and time of the second
+    formatted once."""
     global _second
-    frac, whole = math.modf(ts)
-    seconds, micros = divmod(int(whole) * 1_000_000 + round(frac * 1_000_000), 1_000_000)
+    seconds = math.floor(ts)
+    micros = round((ts - seconds) * 1_000_000)  # (ts - seconds is exact, as in math.modf)
+    if micros == 1_000_000:
+        seconds, micros = seconds + 1, 0
     cached = _second
     if cached[0] != seconds:
         cached = _second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{cached[1]}.{micros // 1000:03d}Z"
+    return cached[1] + _MILLIS[micros // 1000]

@@ -102,8 +102,9 @@ def settle_recipients(d: Decision, rcpt_total: int, rcpt_exempt: int) -> None:
 
 
 def count(d: Decision) -> None:
-    metrics.child(metrics.POLICY_DECISIONS, d.policy, d.mode.value, d.result, d.action.value).inc()
+    # (Mode and Action members are str, equal to their value: label values as they are.)
+    metrics.child(metrics.POLICY_DECISIONS, d.policy, d.mode, d.result, d.action).inc()
     if d.exempt:
         metrics.child(metrics.POLICY_EXEMPTIONS, d.policy, d.exempt).inc()
     if d.override and d.overridden is not None:
-        metrics.child(metrics.POLICY_OVERRIDES, d.policy, d.mode.value, d.override, d.overridden.value).inc()
+        metrics.child(metrics.POLICY_OVERRIDES, d.policy, d.mode, d.override, d.overridden).inc()

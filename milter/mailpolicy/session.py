@@ -114,6 +114,7 @@ class Setup:
     mail_methods: tuple[MethodSpec, ...] = ()
     eom_methods: tuple[MethodSpec, ...] = ()
     config_hash: str = ""  # of the configuration file, recorded in every transaction event
+    on_error: Action = Action.CONTINUE  # the reply when a callback raises (milter.on_error)
 
     @classmethod
     def from_config(cls, config: Config, config_hash: str = "") -> Setup:
@@ -127,6 +128,7 @@ class Setup:
             mail_methods=tuple(m for m in methods if m.stage is Stage.MAIL),
             eom_methods=tuple(m for m in methods if m.stage is Stage.EOM),
             config_hash=config_hash,
+            on_error=config.on_error_action,
         )
 
     @property
@@ -260,7 +262,7 @@ class Session:
                 continue
             exempt = txn.setup.config.policies[d.policy].exempt
             if exempt.recipients and exempt.recipient_exempt(address):
-                txn.rcpt_exempt[d.policy] += 1
+                txn.rcpt_exempt[d.policy] = txn.rcpt_exempt.get(d.policy, 0) + 1
             elif policy.enforceable(d) and d.action in _REFUSALS:
                 refuse.append(d)
         now = policy.strongest(refuse)
@@ -446,7 +448,7 @@ class Session:
         if c.current is not txn:
             return
         for d in txn.decisions.values():
-            policy.settle_recipients(d, len(txn.recipients), txn.rcpt_exempt[d.policy])
+            policy.settle_recipients(d, len(txn.recipients), txn.rcpt_exempt.get(d.policy, 0))
             policy.count(d)
         if outcome == "aborted" and txn.recipients and txn.rcpt_rejected == len(txn.recipients):
             # Every recipient was refused by an enforced policy: the transaction was refused.
@@ -455,7 +457,7 @@ class Session:
                 txn.final_action = applied.action.value
                 outcome, stage = _OUTCOME_OF[applied.action], "rcpt"
         txn.outcome, txn.stage = outcome, stage
-        c.outcomes[outcome] += 1
+        c.outcomes[outcome] = c.outcomes.get(outcome, 0) + 1
         c.current = None
         metrics.child(metrics.TRANSACTIONS, outcome).inc()
         if stage == "eom":

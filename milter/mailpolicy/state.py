@@ -11,7 +11,6 @@ import ipaddress
 import itertools
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -67,7 +66,7 @@ class Transaction:
     recipients: list[str] = field(default_factory=list)
     rcpt_rejected: int = 0
     refused_rcpts: set[int] = field(default_factory=set)  # indexes in recipients refused at RCPT
-    rcpt_exempt: Counter[str] = field(default_factory=Counter)  # per policy: exempt recipients
+    rcpt_exempt: dict[str, int] = field(default_factory=dict)  # per policy: exempt recipients
     queue_id: str | None = None
     decisions: dict[str, Decision] = field(default_factory=dict)
     # Authentication (SPF at MAIL, DKIM/DMARC at EOM) when it runs; see mailpolicy.auth.
@@ -101,7 +100,7 @@ class Connection:
     tls: TlsInfo | None = None
     transactions: int = 0
     messages: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: dict[str, int] = field(default_factory=dict)  # transactions by outcome
     last_stage: str = "negotiate"
     seen_connect: bool = False
     unreadable: list[str] = field(default_factory=list)  # connection-level inputs not readable

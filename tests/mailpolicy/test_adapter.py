@@ -188,3 +188,25 @@ def test_excepthook_records_a_helo_pymilter_could_not_decode(caplog: pytest.LogC
     assert m.session.conn.helo == ["mail.\ufffd.example"]
     assert "helo" in m.session.conn.unreadable
     assert any("could not decode a callback argument" in r.getMessage() for r in caplog.records)
+
+
+_TRANSPORT_ONLY = {"auth": {"enabled": False}, "policies": {"spf": {"mode": "off"}, "dmarc": {"mode": "off"}}}
+
+
+@pytest.mark.parametrize("cfg,message", [({}, True), (_TRANSPORT_ONLY, False)])
+def test_negotiate_takes_the_steps_pymilter_would_plus_ours(cfg: dict[str, Any], message: bool) -> None:
+    """The adapter's own negotiate (no loop over @symlist decorators) asks for exactly the protocol
+    steps Milter.Base.negotiate would, then skips the message callbacks when nothing reads them
+    or keeps header values verbatim when DKIM does."""
+    offered = 0x1FFFFF  # every step and no-reply bit libmilter 6 knows
+    actions = Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE
+    base_opts = [actions, offered, 7, 7]
+    Milter.Base.negotiate(milter(FakeCtx()), base_opts)
+    opts = [actions, offered, 7, 7]
+    m = milter(FakeCtx(), **cfg)
+    assert m.negotiate(opts) == Milter.CONTINUE
+    ours = Milter.P_HDR_LEADSPC if message else Milter.P_NOHDRS | Milter.P_NOBODY | Milter.P_NOEOH
+    assert opts == [actions, base_opts[1] | ours, 0, 0]
+    assert m._protocol == opts[1] and m._actions == actions
+    assert m.session.negotiated.message is message
+    assert m.negotiate([actions]) == Milter.ALL_OPTS  # a malformed offer: the MTA's own stays
