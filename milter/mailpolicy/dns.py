@@ -54,7 +54,7 @@ def parse_nameserver(value: str) -> tuple[str, int]:
     else:
         host, port = text, "53"
         prefix, _, last = text.rpartition(":")
-        if last.isdigit() and len(last) <= 5 and _is_ip(prefix):
+        if last.isascii() and last.isdigit() and len(last) <= 5 and _is_ip(prefix):
             raise ValueError(
                 f"{value!r} is ambiguous: write '[{prefix}]:{last}' for port {last} of {prefix}, or "
                 f"'[{text}]' for the address {text}"
@@ -65,7 +65,7 @@ def parse_nameserver(value: str) -> tuple[str, int]:
         raise ValueError(
             f"{value!r} is not 'IP', 'IP:PORT' or '[IPV6]:PORT' (a nameserver must be an IP address)"
         ) from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"{value!r}: port must be 1-65535")
     return str(ip), int(port)
 

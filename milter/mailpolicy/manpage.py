@@ -249,7 +249,7 @@ def _name_line(parser: argparse.ArgumentParser) -> str:
 def _date() -> str:
     """``SOURCE_DATE_EPOCH`` (reproducible builds) when set, else today (UTC)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    now = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch.isdigit() else dt.datetime.now(dt.UTC)
+    now = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch.isascii() and epoch.isdigit() else dt.datetime.now(dt.UTC)
     return now.date().isoformat()
 
 
@@ -303,7 +303,9 @@ def render(parser: argparse.ArgumentParser | None = None, date: str | None = Non
         _line(
             escape(
                 "0 on success; 1 when the command fails (a configuration error, a milter that cannot "
-                "start, an input that cannot be read); 2 for a command line that cannot be used."
+                "start, an input that cannot be read); 2 for a command line that cannot be used. "
+                "status: 3 when no milter answers, 4 when it cannot tell (no metrics endpoint "
+                "configured, or a configuration file it cannot read)."
             )
         ),
         ".SH FILES",

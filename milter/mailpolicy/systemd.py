@@ -50,7 +50,7 @@ def journal_stream(stream: object = None) -> bool:
     """Whether ``stream`` (default stdout) is the journald stream systemd connected (JOURNAL_STREAM)."""
     value = os.environ.get("JOURNAL_STREAM", "")
     dev, _, ino = value.partition(":")
-    if not (dev.isdigit() and ino.isdigit()):
+    if not (dev.isascii() and dev.isdigit() and ino.isascii() and ino.isdigit()):
         return False
     target = stream if stream is not None else sys.stdout
     try:

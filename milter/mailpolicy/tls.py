@@ -88,7 +88,7 @@ PLAINTEXT_RECORD: dict[str, object] = {
 
 
 def _bits(raw: str | None) -> int | None:
-    if raw is None or not raw.isdigit() or len(raw) > 5:
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 5:  # ("²".isdigit())
         return None
     return int(raw)
 

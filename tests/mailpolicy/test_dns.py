@@ -34,6 +34,12 @@ def test_parse_nameserver_errors(text: str) -> None:
         mdns.parse_nameserver(text)
 
 
+@pytest.mark.parametrize("port", ["\u00b2", "\u0665\u0663", "\uff15\uff13"])  # ², Arabic-Indic 53, fullwidth 53
+def test_parse_nameserver_ports_are_ascii_digits(port: str) -> None:
+    with pytest.raises(ValueError, match="port must be 1-65535"):
+        mdns.parse_nameserver(f"127.0.0.1:{port}")
+
+
 def _count(rtype: str, outcome: str) -> float:
     v = REGISTRY.get_sample_value("mailpolicy_dns_queries_total", {"type": rtype, "outcome": outcome})
     return v or 0.0

@@ -70,6 +70,8 @@ def test_from_macros_plaintext_and_tls() -> None:
         ({"cipher": "AES", "cipher_bits": "-1"}, "unknown", None),
         ({"tls_version": b"TLSv1.3", "cipher_bits": "9" * 40}, "TLSv1.3", None),
         ({"tls_version": "TLSv1.3", "cipher_bits": "256"}, "TLSv1.3", 256),
+        ({"tls_version": "TLSv1.3", "cipher_bits": "\u00b2"}, "TLSv1.3", None),  # "²".isdigit()
+        ({"tls_version": "TLSv1.3", "cipher_bits": "\uff12\uff15\uff16"}, "TLSv1.3", None),  # fullwidth
     ],
 )
 def test_garbage_macros_give_defined_values(kw: dict[str, object], version: str, bits: int | None) -> None:
