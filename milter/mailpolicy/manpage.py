@@ -249,7 +249,10 @@ def _name_line(parser: argparse.ArgumentParser) -> str:
 def _date() -> str:
     """``SOURCE_DATE_EPOCH`` (reproducible builds) when set, else today (UTC)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    now = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch.isascii() and epoch.isdigit() else dt.datetime.now(dt.UTC)
+    if epoch.isascii() and epoch.isdigit():
+        now = dt.datetime.fromtimestamp(int(epoch), dt.UTC)
+    else:
+        now = dt.datetime.now(dt.UTC)
     return now.date().isoformat()
 
 
