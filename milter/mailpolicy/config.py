@@ -88,6 +88,8 @@ def _octal_mode(value: Any) -> int:
     text, mode = _octal(value, "0660")
     if mode & 0o060 != 0o060:
         raise ValueError(f"must give the group read and write permission (got {text!r})")
+    if mode & 0o002:  # any local user could then connect and drive the milter as if it were the MTA
+        raise ValueError(f"must not let everybody connect (got {text!r}): put the MTA's user in socket_group")
     return mode
 
 

@@ -26,6 +26,7 @@ from types import FrameType
 from mailpolicy import events, metrics, systemd
 from mailpolicy.checks import CHECKS
 from mailpolicy.config import Config, ConfigError, read
+from mailpolicy.model import Mode
 from mailpolicy.session import Setup
 
 log = logging.getLogger("mailpolicy.runtime")
@@ -119,6 +120,17 @@ class Runtime:
             for message in kept:
                 log.warning("reload: %s", message, extra={"key": message.split(":", 1)[0]})
             old = self.config
+            for name, was in old.policies.items():
+                now = new.policies.get(name)
+                if was.mode is Mode.ENFORCE and now is not None and now.mode is not Mode.ENFORCE:
+                    # Deliberate, or a half-written or emptied file (every key then takes its
+                    # default, monitor): either way the admin should see it.
+                    log.warning(
+                        "reload: policies.%s.mode: enforce -> %s: this policy no longer refuses mail",
+                        name,
+                        now.mode.value,
+                        extra={"key": f"policies.{name}.mode"},
+                    )
             lc = new.log
             if (new.milter.hostname, lc) != (old.milter.hostname, old.log):
                 events.setup(new.milter.hostname, lc.stdout, lc.file, lc.level, lc.file_mode, lc.file_group)

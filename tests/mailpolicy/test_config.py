@@ -232,6 +232,7 @@ def test_more_problems_check_config_names(tmp_path: Path) -> None:
             "policies.require_starttls.reply: '530 Must use TLS' has no enhanced status code"
         ),
         '[log]\nfile_mode = "0666"\n': "log.file_mode: must not let everybody write",
+        '[milter]\nsocket_mode = "0662"\n': "milter.socket_mode: must not let everybody connect",
     }
     for i, (body, expected) in enumerate(cases.items()):
         path = tmp_path / f"c{i}.toml"

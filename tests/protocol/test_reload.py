@@ -223,3 +223,32 @@ def test_reload_applies_dns_settings(milter: tuple[MilterProcess, NotifySocket])
     m.signal(signal.SIGHUP)
     wait_for(lambda: m.metric("mailpolicy_config_reloads_total", result="ok") >= 1, 10, "a reload")
     assert any(line.get("msg") == "DNS: 127.0.0.1:5399" for line in m.lines())
+
+
+def test_a_reload_that_stops_enforcing_is_a_warning(milter: tuple[MilterProcess, NotifySocket]) -> None:
+    """A policy going from enforce to monitor (or off) on reload, on purpose or because the file was
+    emptied or cut short (every key then takes its default: monitor), is logged as a warning."""
+    m, notify = milter
+    notify.wait("READY")
+    good = m.config_path.read_text()
+    m.write_config({"policies": {"require_starttls": {"mode": "enforce"}, "spf": {"mode": "enforce"}}})
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: m.metric("mailpolicy_config_reloads_total", result="ok") >= 1, 10, "a reload")
+    m.config_path.write_text(good)  # the file as it was: both back to monitor
+    m.write_config({"policies": {"spf": {"mode": "off"}}})
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: m.metric("mailpolicy_config_reloads_total", result="ok") >= 2, 10, "a second reload")
+
+    def warnings() -> dict[str, str]:
+        return {
+            line["key"]: line["msg"]
+            for line in m.lines()
+            if line.get("level") == "warning" and "no longer refuses" in line.get("msg", "")
+        }
+
+    wait_for(lambda: len(warnings()) == 2, 10, "the two warnings")
+    assert warnings() == {
+        "policies.require_starttls.mode": "reload: policies.require_starttls.mode: enforce -> monitor: "
+        "this policy no longer refuses mail",
+        "policies.spf.mode": "reload: policies.spf.mode: enforce -> off: this policy no longer refuses mail",
+    }
