@@ -19,7 +19,7 @@ APT_PACKAGES += logrotate systemd
 BENCH_APT_PACKAGES := opendkim opendmarc
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: deps bench-deps venv lint test unit demo bench clean sendmail
+.PHONY: deps build-deps bench-deps venv lint test unit demo bench clean sendmail
 
 # $(call apt_install,PACKAGES,THEN): apt-get install those of PACKAGES not installed yet; THEN (may be
 # empty) continues that shell command, e.g. "&& command", with $$missing naming them.
@@ -37,6 +37,11 @@ deps:
 	$(call apt_install,$(APT_PACKAGES),)
 
 # Debian starts the packages' own services where it can: stopped, the benchmark runs its own daemons.
+# What `pip install` of mailpolicy needs to build pymilter (make man).
+BUILD_APT_PACKAGES := libmilter-dev python3-venv python3-dev gcc libc6-dev
+build-deps:
+	$(call apt_install,$(BUILD_APT_PACKAGES),)
+
 bench-deps: deps
 	$(call apt_install,$(BENCH_APT_PACKAGES),&& for s in $$missing; do invoke-rc.d $$s stop >/dev/null 2>&1 || true; done)
 
@@ -74,14 +79,15 @@ unit: venv
 demo: venv
 	$(PY) tests/demo.py
 
-# Six configurations in interleaved rounds, then mailpolicy's memory with 200 sessions (a few minutes).
+# Seven configurations in interleaved rounds, then mailpolicy's memory with 200 sessions (a few minutes).
 bench: venv bench-deps
 	$(PY) bench/throughput.py
 
 # mailpolicy(1) rendered from the argparse definitions (wheels get it from setup.py's build_man step);
-# read it with `man -l build/man/mailpolicy.1`.
+# read it with `man -l build/man/mailpolicy.1`. Needs what building pymilter needs, not the tests' apt list.
 .PHONY: man
-man: venv
+man: build-deps $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check -e .
 	$(PY) -m mailpolicy.manpage build/man/mailpolicy.1
 
 clean:
