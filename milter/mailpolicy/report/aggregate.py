@@ -7,7 +7,26 @@ output", has its schema), from which every renderer works.
 
 Recipients are counted next to transactions (see :func:`recipients`): a transaction's
 ``rcpt_count`` minus the recipients an enforce-mode policy already refused one by one at RCPT
-(``rcpt_rejected``) is what refusing the whole message would lose."""
+(``rcpt_rejected``) is what refusing the whole message would lose.
+
+What the numbers mean, per transaction (README.md, "What the report says"):
+
+- **refused today** (``combined.already_refused``, a policy's ``refused``): an enforce-mode policy
+  refused the transaction as a whole, which its outcome says (``rejected`` or ``tempfailed``: at MAIL
+  FROM, at the end of the message, or every recipient at RCPT, which the milter writes as such an
+  outcome too); all its recipients are refused. An enforce-mode policy that refused only some
+  recipients at RCPT refused those (``rcpt_rejected``); the message went to the others.
+- **would refuse** (a policy's ``would_refuse``, ``would_refuse_recipients``, its ``affected``): a
+  monitor-mode decision whose action is reject or tempfail, what the decision says whatever the
+  other policies did (as ``mailpolicy status`` counts it), with the recipients the message still had
+  after RCPT.
+- **lost** (``combined.lost``, ``lost_by_policy``, a host's ``would_lose``, the TLS floor
+  simulation's ``with_require_starttls.lost``): what switching would newly refuse. A transaction a
+  monitor-mode policy would refuse, unless it was refused today (see :func:`refused_today`), with
+  the recipients it still had after RCPT: those refused at RCPT are refused today, not lost. So a
+  policy's ``lost_by_policy`` is its ``would_refuse`` less the transactions refused today.
+- **only by it** (``lost_only_by_policy``): the lost transactions that one monitor-mode policy alone
+  would refuse: what staying in monitor mode keeps of that policy's loss."""
 
 from __future__ import annotations
 
@@ -51,6 +70,7 @@ PLAINTEXT = "plaintext"
 LEGACY = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK["TLSv1.2"])
 BELOW_TOP = frozenset(v for v, r in TLS_RANK.items() if r < TLS_RANK[FLOORS[-1]])
 MAX_EXAMPLES = 5
+NO_TS = "~"  # above every timestamp: the first of none
 MAX_NAMES = 5
 UNKNOWN_CLIENT = "(unknown)"
 # How a transaction's mail came (see mail_path): the key of AFFECTED.paths.
@@ -73,15 +93,22 @@ def by_policy(counts: dict[str, Any]) -> dict[str, Any]:
     return {k: counts[k] for k in sorted(counts, key=policy_order)}
 
 
+def refused_today(outcome: str | None) -> bool:
+    """Whether an enforce-mode policy refused the transaction as a whole: nothing of it can be lost
+    by switching another policy to enforce. The hot path inlines this."""
+    return outcome in REFUSED_OUTCOMES
+
+
 def recipients(rcpt_count: int, rcpt_rejected: int, outcome: str | None, monitor: bool) -> int:
     """The recipients a refusal of one transaction concerns. A monitor-mode decision that would
-    refuse the transaction would lose the recipients it still had after RCPT: ``rcpt_count`` minus
-    those an enforce-mode policy already refused at RCPT. An enforce-mode refusal refused all of a
+    refuse the transaction would refuse the recipients it still had after RCPT: ``rcpt_count`` minus
+    those an enforce-mode policy already refused at RCPT; they are lost unless the transaction was
+    refused today as a whole (:func:`refused_today`). An enforce-mode refusal refused all of a
     transaction refused as a whole (outcome rejected or tempfailed), else only the recipients
     refused at RCPT (the others were delivered). The hot path inlines this."""
     if monitor:
         return rcpt_count - rcpt_rejected
-    return rcpt_count if outcome in REFUSED_OUTCOMES else rcpt_rejected
+    return rcpt_count if refused_today(outcome) else rcpt_rejected
 
 
 def parse_time(text: str, end_of_day: bool = False) -> str:
@@ -435,7 +462,9 @@ class PolicyStats:
 @dataclass
 class FloorStats:
     """What raising the MTA's TLS floor to ``floor`` would do: clients below it fail the
-    handshake and (usually) retry in plaintext; with require_starttls enforced, that mail is lost."""
+    handshake and (usually) retry in plaintext; with require_starttls enforced, that mail is lost,
+    except what a require_starttls exemption keeps and what enforce mode refuses today (see
+    :func:`refused_today`): neither is lost by the switch."""
 
     floor: str
     sessions: int = 0
@@ -446,18 +475,23 @@ class FloorStats:
     lost_clients: dict[str, list[int]] = field(default_factory=dict)
     kept_exempt: Counter[str] = field(default_factory=Counter)
 
-    def add(self, ip: str, domain: str, state: int, exempt: str | None, n: int, r: int) -> None:
-        for row in (self.transactions,) if exempt is not None else (self.transactions, self.lost):
+    def add(
+        self, ip: str, domain: str, state: int, exempt: str | None, refused: bool, n: int, r: int
+    ) -> None:
+        """``n`` transactions of ``r`` recipients (those left after RCPT) below the floor;
+        ``refused``: refused today as a whole."""
+        lost = exempt is None and not refused
+        for row in (self.transactions, self.lost) if lost else (self.transactions,):
             row[0] += n
             row[state] += n
             row[RCPTS] += r
             row[RCPTS + state] += r
         _bump(self.clients, ip, state, n, r)
         _bump(self.domains, domain, state, n, r)
-        if exempt is not None:
-            self.kept_exempt[exempt] += n
-        else:
+        if lost:
             _bump(self.lost_clients, ip, state, n, r)
+        elif exempt is not None and not refused:
+            self.kept_exempt[exempt] += n
 
     def result(self, top: int, names: dict[str, str]) -> dict[str, Any]:
         return {
@@ -512,6 +546,9 @@ class Combo:
     # monitor-mode one that would refuse; then the combined scenario's (False) when a monitor-mode
     # policy would refuse. Empty when no policy refuses or would.
     acting: tuple[tuple[Affected, bool], ...]
+    # ``acting`` without the combined scenario's table: for a transaction refused today as a whole
+    # (see refused_today), which switching cannot lose.
+    acting_refused: tuple[tuple[Affected, bool], ...]
     lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
     enforced: bool  # an enforce-mode policy refused (applied)
     starttls_exempt: str | None
@@ -597,6 +634,9 @@ class Aggregator:
         self.unsupported_schema: Counter[int] = Counter()
         self.unknown_event_types: Counter[str] = Counter()
         self.filtered_out = 0
+        # first and last ts of the events the filters left out (NO_TS and "": none yet)
+        self.filtered_first = NO_TS
+        self.filtered_last = ""
         # (host, day, policy combination id, outcome) -> transactions, rcpt_count and rcpt_rejected
         # sums, first and last ts; see _combo. Hosts, days, outcomes and every policy's counts
         # derive from it.
@@ -608,22 +648,24 @@ class Aggregator:
         self._by_decisions: dict[tuple[tuple[str, PolicyRec], ...], Combo] = {}
         self._combo_ids: dict[tuple[tuple[str, PolicyRec], ...], int] = {}
         self._combo_items: list[tuple[tuple[str, PolicyRec], ...]] = []
-        self._lost_pids: set[int] = set()  # combinations lost in the combined scenario
+        # combinations a monitor-mode policy would refuse: lost in the combined scenario unless
+        # refused today (the outcome, in the key of ``decisions``)
+        self._lost_pids: set[int] = set()
         # (tls version, cipher) -> [transactions]
         self.txns: dict[tuple[str, str | None], list[int]] = {}
         # (host, day, tls version, cipher) -> connections, first and last ts
         self.conns: dict[tuple[str, str, str, str | None], ConnRow] = {}
         self.names: dict[str, str] = {}  # client IP -> first client name seen, for affected clients
         self.affected: dict[str, Affected] = {}
-        self.combined = Affected(self.names)
-        # policy -> [transactions, recipients] it alone / it (among others) would refuse
+        self.combined = Affected(self.names)  # the lost transactions
+        # policy -> [transactions, recipients] lost that it alone / it (among others) would refuse
         self.combined_solely: dict[str, list[int]] = {}
         self.combined_policies: dict[str, list[int]] = {}
         # (ip, version) -> sessions below TLS 1.2
         self.legacy_sessions: dict[tuple[str, str], int] = {}
-        # (version, ip, sender domain, auth state, require_starttls exemption) ->
+        # (version, ip, sender domain, auth state, require_starttls exemption, refused today) ->
         # [transactions, recipients] below the highest simulated floor
-        self.below: dict[tuple[str, str, str, int, str | None], list[int]] = {}
+        self.below: dict[tuple[str, str, str, int, str | None, bool], list[int]] = {}
         # DMARC failures the dmarc policy refuses or would refuse that came with a valid ARC chain:
         # (newest sealer, sender domain) -> [transactions, recipients], and (newest sealer, an
         # earlier sealer of the chain) -> transactions; the trusted_arc_sealers suggestions (see
@@ -658,6 +700,7 @@ class Aggregator:
         days = _CANONICAL_DAYS
         n = src.lines
         events = 0
+        filtered_first, filtered_last = self.filtered_first, self.filtered_last
         try:
             for line in fh:
                 n += 1
@@ -691,6 +734,10 @@ class Aggregator:
                     (since and ts < since) or (until and ts > until) or (hosts and ev.host not in hosts)
                 ):
                     self.filtered_out += 1
+                    if ts < filtered_first:
+                        filtered_first = ts
+                    if ts > filtered_last:
+                        filtered_last = ts
                     continue
                 if kind_ == "transaction":
                     try:
@@ -721,6 +768,7 @@ class Aggregator:
             src.lines = n
             src.events += events
             self.lines += n
+            self.filtered_first, self.filtered_last = filtered_first, filtered_last
 
     def _undecodable(self, src: SourceStats, lineno: int, line: bytes, exc: Exception) -> Event | None:
         """Slow path for a line the typed decoder refused: a syslog or journal prefix before the
@@ -805,10 +853,9 @@ class Aggregator:
             (affected.get(k) or affected.setdefault(k, Affected(self.names)), d.mode != "monitor")
             for k, d in acting
         )
-        if lost_by:
-            tables += ((self.combined, False),)
         return Combo(
             pid,
+            (*tables, (self.combined, False)) if lost_by else tables,
             tables,
             lost_by,
             any(d.mode != "monitor" for _, d in acting),
@@ -841,12 +888,13 @@ class Aggregator:
             sender = ev.header_from_domain
             sender = sender.lower() if sender else sender_domain(ev)
             state = AUTH if ev.authenticated else self._auth_state(ev)
+            refused = ev.outcome in REFUSED_OUTCOMES  # refused_today, inlined
             if combo.acting:
-                self._acting(ev, combo, (ip, sender, state), rc, rr, live)
+                self._acting(ev, combo, (ip, sender, state), rc, rr, live, refused)
             if ip not in self.names:
                 self.names[ip] = ev.client_name or ""
             if below:
-                bkey = (version, ip, sender, state, combo.starttls_exempt)
+                bkey = (version, ip, sender, state, combo.starttls_exempt, refused)
                 row = self.below.get(bkey)  # _pair, inlined
                 if row is None:
                     self.below[bkey] = [1, live]
@@ -890,15 +938,25 @@ class Aggregator:
             look.add_event(ev)
 
     def _acting(
-        self, ev: Event, combo: Combo, who: tuple[str, str, int], rc: int, rr: int, live: int
+        self,
+        ev: Event,
+        combo: Combo,
+        who: tuple[str, str, int],
+        rc: int,
+        rr: int,
+        live: int,
+        refused: bool,
     ) -> None:
-        """A transaction that policies refuse or would refuse, from ``who``: counted per policy and
-        in the combined scenario (``combo.acting``: a row in ``counts`` and one in ``paths`` of each
-        Affected table, ``_pair`` inlined), by how the mail came."""
+        """A transaction that policies refuse or would refuse, from ``who``: counted per policy and,
+        unless it was ``refused`` today as a whole (see :func:`refused_today`), as lost in the
+        combined scenario (``combo.acting``: a row in ``counts`` and one in ``paths`` of each
+        Affected table, ``_pair`` inlined), by how the mail came. A monitor-mode policy's table
+        counts the recipients the message had after RCPT (``live``), an enforce-mode one's those it
+        refused."""
         path, chain = self._mail_path(ev)
-        acting = combo.acting
+        acting = combo.acting_refused if refused else combo.acting
         # recipients an enforce-mode refusal refused (see recipients())
-        whole = (rc if ev.outcome in REFUSED_OUTCOMES else rr) if combo.enforced else live
+        whole = (rc if refused else rr) if combo.enforced else live
         for aff, enforced in acting:
             r = whole if enforced else live
             row = aff.counts.get(who)
@@ -914,7 +972,7 @@ class Aggregator:
                 row[0] += 1
                 row[1] += r
         lost_by = combo.lost_by
-        if lost_by:
+        if lost_by and not refused:
             if len(lost_by) == 1:
                 _pair(self.combined_solely, lost_by[0], live)
             for name in lost_by:
@@ -1063,17 +1121,17 @@ class Aggregator:
                 row = comb_daily[day] = [0, 0, 0, 0, 0, 0]
             row[0] += n
             row[3] += rc
-            if pid in lost_pids:
-                row[1] += n
-                row[4] += rc - rr
-                h.would_lose += n
-                h.would_lose_recipients += rc - rr
-            if outcome in REFUSED_OUTCOMES:
+            if outcome in REFUSED_OUTCOMES:  # refused today: never lost (see refused_today)
                 row[2] += n
                 h.refused += n
                 refused_r = rc
             else:
                 refused_r = rr
+                if pid in lost_pids:
+                    row[1] += n
+                    row[4] += rc - rr
+                    h.would_lose += n
+                    h.would_lose_recipients += rc - rr
             row[5] += refused_r
             h.refused_recipients += refused_r
         txn_tls: Counter[str] = Counter()
@@ -1194,6 +1252,10 @@ class Aggregator:
                 "unsupported_schema": {str(k): v for k, v in sorted(self.unsupported_schema.items())},
                 "unknown_event_types": dict(self.unknown_event_types.most_common()),
                 "filtered_out": self.filtered_out,
+                "filtered_out_period": {
+                    "first": self.filtered_first if self.filtered_out else None,
+                    "last": self.filtered_last if self.filtered_out else None,
+                },
             },
         }
         return doc
@@ -1240,11 +1302,11 @@ class Aggregator:
         for (ip, version), n in self.legacy_sessions.items():
             legacy.setdefault(ip, [0, 0])[0] += n
             legacy_versions.setdefault(ip, set()).add(version)
-        for (version, ip, domain, state, exempt), (n, r) in self.below.items():
+        for (version, ip, domain, state, exempt, refused), (n, r) in self.below.items():
             rank = TLS_RANK[version]
             for f in floors.values():
                 if rank < TLS_RANK[f.floor]:
-                    f.add(ip, domain, state, exempt, n, r)
+                    f.add(ip, domain, state, exempt, refused, n, r)
             if version in LEGACY:
                 legacy.setdefault(ip, [0, 0])[1] += n
                 legacy_versions.setdefault(ip, set()).add(version)

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from mailpolicy.report import lookalike, tables
+from mailpolicy.report.render_text import already_refused, no_events
 from mailpolicy.report.tables import Series, clip, msgs_rcpts, num, plural, share
 
 VERSION_COLOURS = {
@@ -372,6 +373,10 @@ def _answer(doc: dict[str, Any]) -> str:
     c = doc["combined"]
     ca = c["affected"]
     out = ['<section id="answer"><h2>If every monitor-mode policy were enforced</h2>']
+    reason = no_events(doc)
+    if reason is not None:
+        out.append(f'<p class="headline">No events to report: {e(reason)}.</p></section>')
+        return "".join(out)
     if c["policies"]:
         out.append(
             f'<p class="headline"><b>{e(msgs_rcpts(c["lost"], c["lost_recipients"]))}</b> would be lost'
@@ -417,7 +422,8 @@ def _answer(doc: dict[str, Any]) -> str:
     out.append(
         '<p class="note">would refuse: in monitor mode (action reject or tempfail); refused: in enforce mode;'
         " recipients: theirs; authenticated: affected messages with DMARC pass or aligned DKIM pass; only by"
-        " it: messages / recipients lost only because of this policy. Per day: would refuse (blue), lost"
+        " it: messages / recipients lost only because of this policy (lost and only by it leave out mail"
+        " enforce mode refused today, would refuse counts it). Per day: would refuse (blue), lost"
         " (black) or refused in enforce mode (grey), each line from 0 to its own peak (at least"
         f" {tables.MIN_SCALE}).</p>"
     )
@@ -432,7 +438,8 @@ def _who(doc: dict[str, Any]) -> str:
     ca = c["affected"]
     out = ['<section id="senders"><h2>Who would lose mail (all monitor-mode policies enforced)</h2>']
     if not ca["transactions"]:
-        out.append("<p>Nobody: no monitor-mode policy would refuse anything.</p></section>")
+        why = "no monitor-mode policy would refuse anything" if doc["input"]["events"] else "no events"
+        out.append(f"<p>Nobody: {why}.</p></section>")
         return "".join(out)
     out.append(
         f"<p>{e(msgs_rcpts(ca['transactions'], ca['recipients']))} from {e(plural(ca['clients'], 'client'))}"
@@ -490,7 +497,7 @@ def _shown(t: tables.Table, what: str) -> str:
     )
 
 
-def _policy_card(p: dict[str, Any]) -> str:
+def _policy_card(doc: dict[str, Any], p: dict[str, Any]) -> str:
     a = p["affected"]
     name = p["name"]
     out = [
@@ -542,6 +549,12 @@ def _policy_card(p: dict[str, Any]) -> str:
         if name == "dmarc":
             out.append(paths_block(a, "chart-paths-dmarc", "affected mail", compact=True))
     numbers = results
+    already, already_r = already_refused(doc, p)
+    if already:
+        numbers += (
+            f"<p>Of what it would refuse, {e(msgs_rcpts(already, already_r))} refused today by enforce mode"
+            " (not lost by switching).</p>"
+        )
     if a["transactions"]:
         numbers += table(*tables.affected(a["top_sender_domains"], "domain"))
         numbers += table(*tables.affected(a["top_clients"], "client"))
@@ -685,8 +698,9 @@ def render(doc: dict[str, Any]) -> str:
             msgs.append(f"{e(plural(inp['malformed_lines'], 'malformed or truncated line'))} skipped.")
         msgs += [f"{e(s['name'])}: {e(s['error'])}" for s in inp["sources"] if s["error"]]
         w('<div class="warn">Incomplete input: ' + " ".join(msgs) + "</div>")
-    if not inp["events"]:
-        w('<div class="warn">No events read: is this mailpolicy\'s JSON event log?</div>')
+    reason = no_events(doc)
+    if reason is not None and not inp["filtered_out"]:  # else not a problem of the input: see the answer
+        w(f'<div class="warn">No events: {e(reason)}.</div>')
     w(_answer(doc))
     w(_who(doc))
     if "lookalikes" in doc:
@@ -695,7 +709,7 @@ def render(doc: dict[str, Any]) -> str:
     if doc["policies"]:
         w('<section id="policies"><h2>Per policy</h2><div class="cards">')
         for p in doc["policies"]:
-            w(_policy_card(p))
+            w(_policy_card(doc, p))
         w("</div></section>")
     w(_tls(doc["tls"]))
     w(_input(doc))

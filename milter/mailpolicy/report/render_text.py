@@ -43,12 +43,45 @@ def days(period: dict[str, Any], n: int) -> str:
     return f"{period['first'][:10]} .. {period['last'][:10]} ({plural(n, 'day')})" if period["first"] else "-"
 
 
+def no_events(doc: dict[str, Any]) -> str | None:
+    """Why the report has no event, None when it has some: every event read was left out by the
+    filters (which, and the time span of those events), the input was empty or unreadable, or none
+    of the lines read was an event."""
+    inp = doc["input"]
+    if inp["events"]:
+        return None
+    n = inp["filtered_out"]
+    if n:
+        f = doc["filters"]
+        by = [f"--{k} {f[k]}" for k in ("since", "until") if f[k]] + [f"--host {h}" for h in f["hosts"]]
+        text = "the only event read was" if n == 1 else f"all {num(n)} events read were"
+        text += f" filtered out by {' '.join(by) or '--since/--until/--host'}"
+        span = inp.get("filtered_out_period") or {}
+        if span.get("first"):
+            if n == 1 or span["first"] == span["last"]:
+                text += f"; {'it is' if n == 1 else 'they are'} from {span['first']}"
+            else:
+                text += f"; they are from {span['first']} to {span['last']}"
+        return text
+    if not inp["lines"]:
+        sources = inp["sources"]
+        return (
+            "no input could be read" if sources and all(s["error"] for s in sources) else "the input is empty"
+        )
+    return (
+        f"{plural(inp['lines'], 'line')} read, no event among them: is this mailpolicy's JSON event log?"
+        " (journalctl -u mailpolicy -o cat)"
+    )
+
+
 def input_problems(doc: dict[str, Any]) -> list[str]:
-    """What makes the numbers incomplete, in a few words each (empty when nothing does)."""
+    """What makes the numbers incomplete, in a few words each (empty when nothing does). Events
+    that the filters left out are not a problem of the input."""
     inp = doc["input"]
     out = []
-    if not inp["events"]:
-        out.append("no events read: is this mailpolicy's JSON event log? (journalctl -u mailpolicy -o cat)")
+    reason = no_events(doc)
+    if reason is not None and not inp["filtered_out"]:
+        out.append(reason)
     for ver, n in inp["unsupported_schema"].items():
         out.append(f"{plural(n, 'event')} with event schema {ver} refused (upgrade mailpolicy to read them)")
     if inp["malformed_lines"]:
@@ -61,6 +94,10 @@ def answer(doc: dict[str, Any], w: Write) -> None:
     """The combined scenario in one sentence, the per-policy table and the trend per day."""
     c = doc["combined"]
     ca = c["affected"]
+    reason = no_events(doc)
+    if reason is not None:
+        w(f"No events to report: {reason}.")
+        return
     if c["policies"]:
         w(f"If every monitor-mode policy were enforced ({', '.join(c['policies'])}):")
         w(
@@ -84,7 +121,8 @@ def answer(doc: dict[str, Any], w: Write) -> None:
     w(_t(tables.answer(doc), "  "))
     w("  would refuse: in monitor mode (reject or tempfail); refused: in enforce mode; recipients: theirs;")
     w("  authenticated: affected messages with DMARC pass or aligned DKIM pass;")
-    w("  only by it: messages / recipients lost only because of this policy (kept if it stays in monitor).")
+    w("  only by it: messages / recipients lost only because of this policy (kept if it stays in monitor);")
+    w("  lost and only by it leave out mail enforce mode refused today, would refuse counts it.")
     series = tables.daily_series(doc)
     if series[0].dates:
         w("")
@@ -127,7 +165,7 @@ def render(doc: dict[str, Any]) -> str:
     _suggestions(doc, w)
     for p in doc["policies"]:
         w("")
-        _policy(p, w)
+        _policy(doc, p, w)
     w("")
     _tls(doc["tls"], w)
     w("")
@@ -139,10 +177,13 @@ def _combined(doc: dict[str, Any], w: Write) -> None:
     c = doc["combined"]
     ca = c["affected"]
     w("== Combined scenario: every monitor-mode policy enforced at once ==")
+    if not doc["input"]["events"]:
+        w("  nothing to simulate: no events (see above)")
+        return
     w(f"  policies switched: {', '.join(c['policies']) or '(none in monitor mode)'}")
     w(
         f"  lost: {msgs_rcpts(c['lost'], c['lost_recipients'])},"
-        " each counted once however many policies refuse it"
+        " each counted once however many policies refuse it, none that enforce mode refused today"
     )
     w(
         f"  authenticated {num(ca['authenticated'])} / {num(ca['authenticated_recipients'])},"
@@ -167,7 +208,17 @@ def _combined(doc: dict[str, Any], w: Write) -> None:
         w(_t(tables.daily_matrix(doc)))
 
 
-def _policy(p: dict[str, Any], w: Write) -> None:
+def already_refused(doc: dict[str, Any], p: dict[str, Any]) -> tuple[int, int]:
+    """What policy ``p`` would refuse that enforce mode refused today as a whole (messages,
+    recipients): its would refuse less what it would lose (``lost_by_policy``)."""
+    c = doc["combined"]
+    return (
+        p["would_refuse"] - c["lost_by_policy"].get(p["name"], 0),
+        p["would_refuse_recipients"] - c["lost_recipients_by_policy"].get(p["name"], 0),
+    )
+
+
+def _policy(doc: dict[str, Any], p: dict[str, Any], w: Write) -> None:
     w(f"== Policy {p['name']} ==")
     w(
         f"  {msgs_rcpts(p['transactions'], p['recipients'])}; modes: "
@@ -188,6 +239,14 @@ def _policy(p: dict[str, Any], w: Write) -> None:
         f" ({share(p['would_refuse'], p['transactions'])}: reject {num(p['would_reject'])},"
         f" tempfail {num(p['would_tempfail'])}); would quarantine {num(p['would_quarantine'])}"
     )
+    already, already_r = already_refused(doc, p)
+    if already:
+        c, name = doc["combined"], p["name"]
+        lost = msgs_rcpts(c["lost_by_policy"].get(name, 0), c["lost_recipients_by_policy"].get(name, 0))
+        w(
+            f"    of which {msgs_rcpts(already, already_r)} refused today by enforce mode (not lost by"
+            f" switching), {lost} lost if enforced"
+        )
     w(
         f"  refused in enforce mode: {msgs_rcpts(p['refused'], p['refused_recipients'])}"
         f" (rejected {num(p['rejected'])}, tempfailed {num(p['tempfailed'])});"
@@ -299,8 +358,9 @@ def _hosts_and_input(doc: dict[str, Any], w: Write) -> None:
         f" {num(inp['non_event_lines'])} diagnostics (non-event) lines, {num(inp['malformed_lines'])}"
         f" malformed, {num(inp['blank_lines'])} blank, {plural(inp['filtered_out'], 'event')} filtered out"
     )
-    if not inp["events"]:
-        w("  NO EVENTS read: is this mailpolicy's JSON event log? (journalctl -u mailpolicy -o cat)")
+    reason = no_events(doc)
+    if reason is not None:
+        w(f"  NO EVENTS: {reason}")
     for s in inp["sources"]:
         err = f"  ERROR: {s['error']}" if s["error"] else ""
         w(

@@ -139,6 +139,38 @@ def test_combined_scenario_counts_each_transaction_once(tmp_path: Path) -> None:
     assert [p["name"] for p in doc["policies"]] == ["require_starttls"]
 
 
+def test_mail_an_enforced_policy_refused_is_not_lost_by_switching(tmp_path: Path) -> None:
+    """tls_min_version (enforce) refused a message at MAIL FROM that spf (monitor) would refuse too:
+    refused today, so neither lost in the combined scenario nor lost "only by" spf; a message an
+    enforced policy refused for some recipients at RCPT is lost with the recipients it had left."""
+    refused = {
+        "tls_min_version": decision("enforce", "fail", "reject", applied=True),
+        "spf": would_reject(),
+    }
+    events = [
+        txn(tls="TLSv1", policies=refused, rcpts=0, outcome="rejected"),
+        txn(tls="TLSv1", policies=refused, rcpts=4, rcpt_rejected=3),  # 1 recipient delivered
+        txn(policies={"spf": would_reject()}, rcpts=2),
+        txn(policies={"spf": decision("monitor", "pass")}, rcpts=3),
+    ]
+    for wanted in (frozenset(), frozenset({"spf"})):  # --policy spf: the outcome still says refused
+        doc = report(tmp_path, events, policies=wanted)
+        c = doc["combined"]
+        assert (c["lost"], c["lost_recipients"]) == (2, 3), wanted
+        assert (c["lost_by_policy"], c["lost_recipients_by_policy"]) == ({"spf": 2}, {"spf": 3})
+        assert (c["lost_only_by_policy"], c["lost_recipients_only_by_policy"]) == ({"spf": 2}, {"spf": 3})
+        assert (c["already_refused"], c["already_refused_recipients"]) == (1, 3)
+        assert c["affected"]["transactions"] == 2
+        assert [h["would_lose"] for h in doc["hosts"]] == [2]
+        spf = policy(doc, "spf")
+        assert (spf["would_refuse"], spf["would_refuse_recipients"]) == (3, 0 + 1 + 2)
+        assert spf["affected"]["transactions"] == 3
+    f12 = report(tmp_path, events)["tls"]["floor_simulation"][0]
+    assert f12["transactions"]["transactions"] == 2
+    assert f12["with_require_starttls"]["lost"]["transactions"] == 1
+    assert f12["with_require_starttls"]["lost"]["recipients"] == 1
+
+
 def test_tls_section_and_floor_simulation(tmp_path: Path) -> None:
     exempt = {"require_starttls": decision("monitor", "pass", exempt="network")}
     plain = {"require_starttls": decision("monitor", "pass")}

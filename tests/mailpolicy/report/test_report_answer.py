@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from html import escape as e_
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from support.report_events import (
     conn,
     decision,
     dmarc_override,
+    generate,
     month,
     policy,
     report,
@@ -41,7 +43,8 @@ def recipients_scenario() -> list[dict[str, Any]]:
     A  spf would refuse, 5 recipients, authenticated (own network)           -> lost 5
     B  spf would refuse; require_starttls (enforce) refused 3 of 4 at RCPT   -> lost 1, refused 3
     C  dmarc (enforce) refused the whole message to 50                       -> refused 50
-    D  dmarc refused it whole (7, 2 of them already at RCPT); spf would too; -> lost 5, refused 7
+    D  dmarc refused it whole (7, 2 of them already at RCPT); spf would too  -> refused 7, not lost:
+       (spf would refuse the 5 left after RCPT; refused today already)
        forwarded with a valid ARC chain
     E  accepted, 10 recipients
     F  spf (enforce) refused at MAIL FROM: no recipient yet                  -> refused 0
@@ -106,17 +109,18 @@ def test_recipients_known_answers(tmp_path: Path) -> None:
     ]
     assert dm["affected"]["paths"]["forwarded_arc"]["recipients"] == 7
     c = doc["combined"]
-    assert (c["lost"], c["lost_recipients"]) == (3, 11)
+    # A 5 and B 1; D was refused today as a whole: not lost by switching spf
+    assert (c["lost"], c["lost_recipients"]) == (2, 6)
     assert c["recipients"] == doc["totals"]["recipients"]
-    assert c["lost_recipients_share"] == round(11 / 85, 6)
-    assert c["lost_recipients_by_policy"] == {"spf": 11}
-    assert c["lost_recipients_only_by_policy"] == {"spf": 11}
+    assert c["lost_recipients_share"] == round(6 / 85, 6)
+    assert (c["lost_by_policy"], c["lost_recipients_by_policy"]) == ({"spf": 2}, {"spf": 6})
+    assert (c["lost_only_by_policy"], c["lost_recipients_only_by_policy"]) == ({"spf": 2}, {"spf": 6})
     assert (c["already_refused"], c["already_refused_recipients"]) == (3, 60)
     assert c["affected"]["authenticated_recipients"] == 5
     (day,) = c["daily"]
-    assert (day["recipients"], day["lost_recipients"], day["refused_recipients"]) == (85, 11, 60)
+    assert (day["recipients"], day["lost_recipients"], day["refused_recipients"]) == (85, 6, 60)
     (host,) = doc["hosts"]
-    assert (host["recipients"], host["would_lose_recipients"], host["refused_recipients"]) == (85, 11, 60)
+    assert (host["recipients"], host["would_lose_recipients"], host["refused_recipients"]) == (85, 6, 60)
     (spf_day,) = spf["daily"]
     assert (spf_day["would_refuse_recipients"], spf_day["refused_recipients"]) == (11, 0)
     # the authenticated network is suggested with its recipients; the sealer with its own
@@ -181,7 +185,219 @@ def test_recipients_add_up_on_a_month(tmp_path: Path) -> None:
         assert p["recipients"] == sum(d["recipients"] for d in p["daily"])
         a = p["affected"]
         assert a["recipients"] == p["would_refuse_recipients"] + p["refused_recipients"], p["name"]
-        assert c["lost_recipients_by_policy"].get(p["name"], 0) == p["would_refuse_recipients"]
+        # what it would refuse, less what enforce mode refused today (another policy, as a whole)
+        assert c["lost_by_policy"].get(p["name"], 0) <= p["would_refuse"]
+        assert c["lost_recipients_by_policy"].get(p["name"], 0) <= p["would_refuse_recipients"]
+        assert c["lost_only_by_policy"].get(p["name"], 0) <= c["lost_by_policy"].get(p["name"], 0)
+
+
+# ---- mail refused today is not lost by switching ----
+
+TLS_ENFORCED = decision("enforce", "fail", "reject", applied=True)
+DMARC_REJECTED = decision("enforce", "fail", "reject", applied=True)
+DMARC_TEMPFAILED = decision("enforce", "temperror", "tempfail", applied=True)
+
+
+def refused_today_scenario() -> list[dict[str, Any]]:
+    """Seven messages, three of them refused today by an enforce-mode policy that a monitor-mode
+    policy would refuse too, one refused only at RCPT for some recipients:
+
+    A  tls_min_version (enforce) refused it at MAIL FROM; spf would too         -> refused 1 / 0
+    B  dmarc (enforce) rejected it at end of message, 4 recipients; spf and     -> refused 1 / 4
+       arc would refuse it too
+    C  dmarc (enforce) tempfailed it, 3 recipients; require_starttls would      -> refused 1 / 3
+       refuse it
+    D  tls_min_version (enforce, exempt_recipients) refused 2 of 3 at RCPT;     -> refused 0 / 2,
+       spf would refuse the message with the one left                             lost 1 / 1
+    E  spf alone would refuse it, 5 recipients                                  -> lost 1 / 5
+    F  spf and require_starttls would refuse it, 2 recipients                   -> lost 1 / 2
+    G  accepted, 6 recipients
+    """
+    return [
+        txn(
+            tls="TLSv1",
+            policies={"tls_min_version": TLS_ENFORCED, "spf": would_reject()},
+            rcpts=0,
+            outcome="rejected",
+        ),
+        txn(
+            policies={"spf": would_reject(), "dmarc": DMARC_REJECTED, "arc": would_reject()},
+            rcpts=4,
+            outcome="rejected",
+            authenticated=True,
+        ),
+        txn(
+            tls=None,
+            policies={"require_starttls": would_reject(), "dmarc": DMARC_TEMPFAILED},
+            rcpts=3,
+            outcome="tempfailed",
+        ),
+        txn(
+            tls="TLSv1",
+            policies={"tls_min_version": TLS_ENFORCED, "spf": would_reject()},
+            rcpts=3,
+            rcpt_rejected=2,
+        ),
+        txn(policies={"spf": would_reject()}, rcpts=5),
+        txn(tls=None, policies={"spf": would_reject(), "require_starttls": would_reject()}, rcpts=2),
+        txn(policies={"spf": decision("monitor", "pass"), "dmarc": decision("enforce", "pass")}, rcpts=6),
+    ]
+
+
+def test_mail_refused_today_is_not_lost(tmp_path: Path) -> None:
+    doc = report(tmp_path, refused_today_scenario())
+    c = doc["combined"]
+    assert (c["already_refused"], c["already_refused_recipients"]) == (3, 4 + 3 + 2)
+    # lost: D, E, F; never A, B or C, which enforce mode refused today
+    assert (c["lost"], c["lost_recipients"]) == (3, 1 + 5 + 2)
+    assert (c["affected"]["transactions"], c["affected"]["recipients"]) == (3, 8)
+    assert c["affected"]["paths"]["direct"] == {"transactions": 3, "recipients": 8}
+    assert c["affected"]["authenticated"] == 0  # B, the authenticated one, is not lost
+    assert c["lost_by_policy"] == {"require_starttls": 1, "spf": 3}
+    assert c["lost_recipients_by_policy"] == {"require_starttls": 2, "spf": 8}
+    assert c["lost_only_by_policy"] == {"spf": 2}  # D and E; not A (refused by tls_min_version)
+    assert c["lost_recipients_only_by_policy"] == {"spf": 6}
+    (day,) = c["daily"]
+    assert (day["lost"], day["lost_recipients"], day["refused"], day["refused_recipients"]) == (3, 8, 3, 9)
+    (host,) = doc["hosts"]
+    assert (host["would_lose"], host["would_lose_recipients"], host["refused"]) == (3, 8, 3)
+    # what each policy would refuse is what its decisions say, refused today or not
+    spf, rs, arc = policy(doc, "spf"), policy(doc, "require_starttls"), policy(doc, "arc")
+    assert (spf["would_refuse"], spf["would_refuse_recipients"]) == (5, 0 + 4 + 1 + 5 + 2)
+    assert (rs["would_refuse"], rs["would_refuse_recipients"]) == (2, 3 + 2)
+    assert (arc["would_refuse"], arc["would_refuse_recipients"]) == (1, 4)
+    # TLS floor: A (refused today) is below TLS 1.2 but not lost; D's one recipient is
+    f12 = doc["tls"]["floor_simulation"][0]
+    assert (f12["transactions"]["transactions"], f12["transactions"]["recipients"]) == (2, 1)
+    assert (
+        f12["with_require_starttls"]["lost"]["transactions"],
+        f12["with_require_starttls"]["lost"]["recipients"],
+    ) == (1, 1)
+
+    text = render_text(doc)
+    assert "  3 messages / 8 recipients lost (" in text
+    head = text[: text.index("== Combined")].splitlines()
+    rows = {n: next(r for r in head if r.startswith(f"  {n} ")) for n in ("spf", "require_starttls", "arc")}
+    assert re.search(r"\s2 / 6\s", rows["spf"]), rows["spf"]
+    assert re.search(r"\s0 / 0\s", rows["require_starttls"]) and re.search(r"\s0 / 0\s", rows["arc"])
+    assert "  lost: 3 messages / 8 recipients," in text
+    spf_section = text[text.index("== Policy spf ==") : text.index("== Policy dmarc ==")]
+    assert "of which 2 messages / 4 recipients refused today by enforce mode" in spf_section
+    assert "3 messages / 8 recipients lost if enforced" in spf_section
+
+    page = render_html(doc)
+    assert "<b>3 messages / 8 recipients</b> would be lost" in page
+    answer = page[page.index('<section id="answer"') : page.index('<section id="senders"')]
+    cells = re.findall(r'<tr><th scope="row">spf .*?</tr>', answer)
+    assert cells and "<td>2 / 6</td>" in cells[0]
+    card = page[page.index('id="policy-spf"') : page.index('id="policy-dmarc"')]
+    assert "2 messages / 4 recipients refused today by enforce mode" in card
+
+
+def test_generated_traffic_never_loses_mail_refused_today() -> None:
+    """On generated traffic (dmarc enforced, five policies in monitor mode) the combined loss and
+    each policy's part in it are the transactions a monitor-mode policy would refuse that enforce
+    mode did not refuse today, counted here from the events themselves."""
+    data = b"".join(generate(6000, seed=5, hosts=2, days=13, policies=6))
+    doc = build_report(["-"], stdin=io.BytesIO(data))
+    lost = [0, 0]
+    by: dict[str, list[int]] = {}
+    only: dict[str, list[int]] = {}
+    overlap = 0
+    for line in data.splitlines():
+        ev = json.loads(line)
+        if ev.get("event") != "transaction":
+            continue
+        would = [
+            k
+            for k, d in ev["policies"].items()
+            if d["mode"] == "monitor" and d["action"] in ("reject", "tempfail")
+        ]
+        if not would:
+            continue
+        if ev["outcome"] in ("rejected", "tempfailed"):
+            overlap += 1
+            continue
+        live = ev["rcpt_count"] - ev["rcpt_rejected"]
+        lost[0] += 1
+        lost[1] += live
+        for name in would:
+            by.setdefault(name, [0, 0])
+            by[name][0] += 1
+            by[name][1] += live
+        if len(would) == 1:
+            only.setdefault(would[0], [0, 0])
+            only[would[0]][0] += 1
+            only[would[0]][1] += live
+    assert overlap > 0  # the traffic has mail both refused today and refused by a monitor policy
+    c = doc["combined"]
+    assert [c["lost"], c["lost_recipients"]] == lost
+    assert c["lost_by_policy"] == {k: v[0] for k, v in by.items()}
+    assert c["lost_recipients_by_policy"] == {k: v[1] for k, v in by.items()}
+    assert c["lost_only_by_policy"] == {k: v[0] for k, v in only.items()}
+    assert c["lost_recipients_only_by_policy"] == {k: v[1] for k, v in only.items()}
+    assert sum(h["would_lose"] for h in doc["hosts"]) == lost[0]
+    assert sum(d["lost_recipients"] for d in c["daily"]) == lost[1]
+
+
+# ---- a report without events says why ----
+
+
+def test_all_events_filtered_out(tmp_path: Path) -> None:
+    events = [
+        txn(seconds=60, policies={"spf": would_reject()}),
+        txn(seconds=3600, policies={"spf": decision("enforce", "pass")}),
+        conn(seconds=7200),
+    ]
+    since = "2026-11-25T00:00:00.000Z"
+    doc = report(tmp_path, events, since=since)
+    assert doc["input"]["filtered_out"] == 3 and not doc["input"]["events"]
+    assert doc["input"]["filtered_out_period"] == {
+        "first": "2026-11-20T00:01:00.000Z",
+        "last": "2026-11-20T02:00:00.000Z",
+    }
+    reason = (
+        f"all 3 events read were filtered out by --since {since};"
+        " they are from 2026-11-20T00:01:00.000Z to 2026-11-20T02:00:00.000Z"
+    )
+    text = render_text(doc)
+    assert reason in text
+    assert f"\nNo events to report: {reason}.\n" in text and f"\n  NO EVENTS: {reason}\n" in text
+    for wrong in (
+        "No policy is in monitor mode",
+        "NO EVENTS read",
+        "JSON event log",
+        "Refused today",
+        "WARNING",
+    ):
+        assert wrong not in text, wrong
+    page = render_html(doc)
+    assert e_(reason) in page
+    for wrong in ("No policy is in monitor mode", "No events read", "JSON event log"):
+        assert wrong not in page, wrong
+    # one event, another filter: the words agree with the count
+    doc = report(tmp_path, events[:1], hosts=frozenset({"mx9"}))
+    text = render_text(doc)
+    assert "the only event read was filtered out by --host mx9; it is from 2026-11-20T00:01:00.000Z" in text
+    assert "1 lines" not in text and "1 events" not in text
+    # events that are kept: no such sentence, the span of those left out is in the JSON
+    doc = report(tmp_path, events, until="2026-11-20T00:30:00.000Z")
+    assert doc["input"]["filtered_out_period"] == {
+        "first": "2026-11-20T01:00:00.000Z",
+        "last": "2026-11-20T02:00:00.000Z",
+    }
+    assert "filtered out by" not in render_text(doc)
+    assert report(tmp_path, events)["input"]["filtered_out_period"] == {"first": None, "last": None}
+
+
+def test_no_events_without_filters_says_why(tmp_path: Path) -> None:
+    empty = render_text(report(tmp_path, b""))
+    assert "the input is empty" in empty and "No policy is in monitor mode" not in empty
+    junk = report(tmp_path, b'{"level":"info","msg":"ready"}\n')
+    text = render_text(junk)
+    assert "1 line read, no event among them: is this mailpolicy's JSON event log?" in text
+    assert "1 line: 0 events" in text and "No policy is in monitor mode" not in text
+    assert "No policy is in monitor mode" not in render_html(junk)
 
 
 # ---- words and numbers ----
