@@ -27,11 +27,12 @@ The rules:
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mailpolicy import dns, events, metrics, policy
+from mailpolicy import dns, envelope, events, metrics, policy
 from mailpolicy.auth import AuthResults
 from mailpolicy.auth import header as auth_header
 from mailpolicy.auth.base import MethodSpec
@@ -252,7 +253,8 @@ class Session:
         self.conn.last_stage = "rcpt"
         if txn is None:
             return CONTINUE
-        address = _sender(rcpt)
+        address = _recipient(rcpt)
+        whole = len(address) <= envelope.MAX_ADDRESS  # a shortened recipient is never exempt
         txn.recipients.append(address)
         txn.queue_id = txn.queue_id or macro_text(macros.get("i"), 32)
         # The per-recipient rule: a MAIL-stage decision deferred because of exempt_recipients.
@@ -261,7 +263,7 @@ class Session:
             if d.action is Action.CONTINUE:
                 continue
             exempt = txn.setup.config.policies[d.policy].exempt
-            if exempt.recipients and exempt.recipient_exempt(address):
+            if exempt.recipients and whole and exempt.recipient_exempt(address):
                 txn.rcpt_exempt[d.policy] = txn.rcpt_exempt.get(d.policy, 0) + 1
             elif policy.enforceable(d) and d.action in _REFUSALS:
                 refuse.append(d)
@@ -465,13 +467,32 @@ class Session:
         events.emit(events.transaction_record(txn))
 
 
-def _sender(value: bytes | str) -> str:
-    """An envelope address as text for events and SPF: without the angle brackets, valid Unicode
-    (undecodable bytes shown as U+FFFD), control characters as ``?``. Nothing else is changed."""
-    text = clean(value, 512) or ""
+def _address(value: bytes | str) -> str:
+    """An envelope address as text: without the angle brackets, valid Unicode (undecodable bytes
+    shown as U+FFFD), control characters as ``?``. Nothing else is changed, nothing is cut: the
+    brackets and the domain (after the last "@") are only found on the whole value, whose size the
+    milter protocol bounds (1 MiB, see server.py)."""
+    text = clean(value, sys.maxsize) or ""
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
     return text
+
+
+def _sender(value: bytes | str) -> str:
+    """The MAIL FROM as events and SPF see it: whole up to ``envelope.MAX_ADDRESS`` characters (far
+    beyond what Postfix or Sendmail pass on). A longer one is kept shortened, for display only, as
+    ``envelope.shortened`` says: the local part cut, the domain whole when it can be a DNS name; its
+    length tells SPF that it is not the address sent, and SPF never decides on it as if it were
+    (auth/spf.py: the domain's result only where the local part cannot matter, else permerror)."""
+    return envelope.shortened(_address(value))
+
+
+def _recipient(value: bytes | str) -> str:
+    """A RCPT TO as events and recipient exemptions see it: whole up to ``envelope.MAX_ADDRESS``
+    characters. A longer one is kept shortened for display, in a form that no exemption pattern
+    matches (a blank in both its local part and its domain), and the session never exempts it
+    either: an exemption is never decided on an address that is not the one sent."""
+    return envelope.shortened(_address(value), keep_domain=False)
 
 
 def setup_of(config: Config) -> Callable[[], Setup]:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailpolicy import config, events
+from mailpolicy import config, envelope, events
 from mailpolicy.model import Action
 from mailpolicy.session import (
     AddHeader,
@@ -702,3 +702,76 @@ def test_a_broken_chain_is_arc_fail_and_the_arc_policy_can_act_on_it(
     assert eom is not None and eom.response.action is Action.REJECT
     assert str(eom.response.reply) == "550 5.7.29 ARC validation failure"
     assert emitted[-1]["arc"]["result"] == "fail" and emitted[-1]["policies"]["arc"]["applied"]
+
+
+# ---- envelope addresses are decided on whole -------------------------------------------------
+
+
+def test_a_long_mail_from_is_checked_whole(zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]) -> None:
+    """A5: the MAIL FROM used to be cut to 512 characters before SPF saw it: a long local part cut
+    the domain (victim.exam), so victim.example's fail became none and was delivered."""
+    s = session(policies={"spf": {"mode": "enforce"}})
+    connect(s, ip="198.51.100.7", helo="mx.attacker.example")
+    for n in (500, 2000, 4000):
+        sender = "a" * n + "@victim.example"
+        mail = s.mail(b"<" + sender.encode() + b">", [], {})
+        assert mail.action is Action.REJECT, n
+        rec = emitted[-1]
+        assert rec["mail_from"] == sender
+        assert (rec["spf"]["result"], rec["spf"]["domain"]) == ("fail", "victim.example")
+
+
+def test_an_over_long_mail_from_is_never_decided_as_if_whole(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    """Longer than any MTA passes on (envelope.MAX_ADDRESS): kept shortened, and SPF says so. With its
+    domain kept, the domain's result stands when the local part cannot matter (no macro)."""
+
+    zone.zone["macro.example"] = [("TXT", "v=spf1 exists:%{l}.ok.macro.example -all")]
+    s = session(policies={"spf": {"mode": "enforce", "permerror": "reject"}})
+    connect(s, ip="198.51.100.7", helo="victim.example")
+    long_local = "a" * (envelope.MAX_ADDRESS + 100)
+    mail = s.mail(f"<{long_local}@victim.example>".encode(), [], {})
+    rec = emitted[-1]
+    assert mail.action is Action.REJECT
+    assert (rec["spf"]["result"], rec["spf"]["domain"]) == ("fail", "victim.example")
+    assert rec["mail_from"].endswith(envelope.CUT + "@victim.example")
+    assert len(rec["mail_from"]) > envelope.MAX_ADDRESS
+    for sender, domain in (
+        (f"{long_local}@macro.example", "macro.example"),  # the local part it lacks could decide
+        (long_local, None),  # not the HELO's (victim.example) result
+        ("a@" + long_local + ".victim.example", None),  # no DNS name is that long
+    ):
+        mail = s.mail(f"<{sender}>".encode(), [], {})
+        got = emitted[-1]["spf"]
+        assert (got["result"], got["domain"]) == ("permerror", domain)
+        assert mail.action is Action.REJECT
+
+
+def test_an_over_long_recipient_is_never_exempt(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]]
+) -> None:
+    """A recipient cut to 512 characters could match a pattern the real address does not
+    (postmaster@ for 'postmaster@xxx...@evil.example'); one kept whole matches as written."""
+
+    over = envelope.MAX_ADDRESS + 10
+    exempt = {"mode": "enforce", "exempt_recipients": ["postmaster@", "@example.net"]}
+    s = session(policies={"spf": exempt})
+    connect(s, ip="198.51.100.7", helo="mx.attacker.example")
+    assert s.mail(b"<ceo@victim.example>", [], {}) == Response()  # refused per RCPT
+    cases = [
+        (b"<postmaster@" + b"x" * over + b"@evil.example>", Action.REJECT),
+        (b"<" + b"p" * over + b"@example.net>", Action.REJECT),  # never exempt once shortened
+        (b"<" + b"p" * 600 + b"@example.net>", Action.CONTINUE),  # whole: exempt
+        (b"<postmaster@" + b"x" * 600 + b".example.org>", Action.CONTINUE),
+    ]
+    for rcpt, action in cases:
+        assert s.rcpt(rcpt, [], {}).action is action, rcpt[:20]
+    # At end of data (EOM-stage policies: exempt only when every recipient is).
+    d = session(policies={"dmarc": {"mode": "enforce", "exempt_recipients": ["@example.net"]}})
+    connect(d, ip="198.51.100.7")
+    spoof = message(from_="ceo@victim.example")
+    _, _, eom = send(d, b"<b@attacker.example>", spoof, (b"<" + b"p" * 600 + b"@example.net>",))
+    assert eom is not None and eom.response == Response()
+    _, _, eom = send(d, b"<b@attacker.example>", spoof, (b"<" + b"p" * over + b"@example.net>",))
+    assert eom is not None and eom.response.action is Action.REJECT

@@ -32,18 +32,25 @@ Choices, each tied to the RFC text:
   temperror, or a passing identifier under the author's Organizational Domain whose alignment could
   not be decided), or when the policy could not be chosen; an aligned pass always wins.
 - ``pct`` (RFC 7489, removed by RFC 9989 appendix A) still lowers the disposition one step for a
-  message outside the sample when a record carries it; ``t=y`` lowers it one step the same way."""
+  message outside the sample when a record carries it; ``t=y`` lowers it one step the same way.
+  Numbers are ASCII digits only (``str.isdigit`` also accepts superscript, fullwidth or
+  Arabic-Indic digits, which ``int`` refuses or reads as no record means), of any length (capped
+  at 100 without ``int`` of a long string: ``int`` refuses more than 4300 digits).
+- A record is text the sender may control (the From field can name the sender's own domain next
+  to another): an exception while one author domain is evaluated is ``temperror`` for that domain
+  only, so it can never hide another domain's ``fail`` (the strictest result wins)."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mailpolicy import dns
+from mailpolicy import dns, metrics
 from mailpolicy.auth import DkimResult, DmarcResult, SpfResult, header
 from mailpolicy.auth.base import MethodSpec
 from mailpolicy.model import Stage
@@ -51,6 +58,8 @@ from mailpolicy.model import Stage
 if TYPE_CHECKING:
     from mailpolicy.state import Transaction
 from mailpolicy.auth.address import AddressError, domain_key, parse_mailboxes
+
+log = logging.getLogger("mailpolicy.auth.dmarc")
 
 _POLICIES = ("none", "quarantine", "reject")
 _SEVERITY = {"pass": 0, "none": 1, "permerror": 2, "temperror": 3, "fail": 4}
@@ -91,7 +100,7 @@ def parse_record(text: str) -> Record:
     for part in text.split(";")[1:]:
         key, eq, value = part.partition("=")
         key = key.strip().lower()
-        if eq and key.isalpha() and key not in tags:
+        if eq and key.isascii() and key.isalpha() and key not in tags:
             tags[key] = value.strip()
 
     def policy(key: str) -> tuple[str | None, bool]:
@@ -111,9 +120,7 @@ def parse_record(text: str) -> Record:
         if any(_URI_RE.fullmatch(u) for u in uris if u):
             return Record(p="none", note=f"no valid {bad}, valid rua: p=none (RFC 9989 4.10.1)")
         return Record(p=None, note=f"no valid {bad} and no valid rua: no DMARC processing (RFC 9989 4.10.1)")
-    pct: int | None = None
-    if tags.get("pct", "").isdigit():
-        pct = min(100, int(tags["pct"]))
+    pct = _percent(tags.get("pct", ""))
     psd = tags.get("psd", "u").lower()
     return Record(
         p=p,
@@ -126,6 +133,14 @@ def parse_record(text: str) -> Record:
         psd=psd if psd in ("y", "n", "u") else "u",
         note=note,
     )
+
+
+def _percent(text: str) -> int | None:
+    """``pct``: ASCII digits (any number of them) capped at 100; anything else is invalid (None)."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0")
+    return 100 if len(digits) > 3 else min(100, int(digits or "0"))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -293,7 +308,7 @@ def evaluate(
     if not who.domains:
         return DmarcResult("permerror", reason=who.reason, author_problem=who.problem), None
     if who.problem is None:
-        res, aligned = _evaluate_one(ev, who.domains[0], spf, dkim)
+        res, aligned = _evaluate_guarded(ev, who.domains[0], spf, dkim)
         for d, al in zip(dkim, aligned, strict=True):
             d.aligned = al
         return res, who.domains[0]
@@ -305,7 +320,7 @@ def evaluate(
             author_problem="too_many_domains",
         )
         return res, None
-    results = [_evaluate_one(ev, dom, spf, dkim) for dom in who.domains]
+    results = [_evaluate_guarded(ev, dom, spf, dkim) for dom in who.domains]
     worst = max(results, key=lambda r: (_SEVERITY[r[0].result], _POLICIES.index(r[0].disposition)))
     res = worst[0]
     res.author_problem = who.problem
@@ -318,6 +333,23 @@ def evaluate(
             "permerror", domain=None, reason=who.reason, author_problem=who.problem, dkim_aligned=False
         )
     return res, None
+
+
+def _evaluate_guarded(
+    ev: Evaluator, author: str, spf: SpfResult | None, dkim: list[DkimResult]
+) -> tuple[DmarcResult, list[bool]]:
+    """:func:`_evaluate_one`, never raising: an unexpected exception (a record or a name the
+    sender may control reaching a bug) is ``temperror`` for this author domain alone, logged and
+    counted. Another author domain's result is untouched, and ``fail`` outranks ``temperror``."""
+    try:
+        return _evaluate_one(ev, author, spf, dkim)
+    except Exception as exc:
+        metrics.child(metrics.CHECK_ERRORS, "auth").inc()
+        log.exception(
+            "DMARC evaluation of one author domain failed; it is temperror", extra={"check": "dmarc"}
+        )
+        res = DmarcResult("temperror", domain=author, reason=f"internal error: {type(exc).__name__}")
+        return res, [False] * len(dkim)
 
 
 def _evaluate_one(

@@ -3,6 +3,18 @@
 The MAIL FROM identity is checked; for a null reverse-path the HELO identity (``postmaster@HELO``).
 Every evaluation is bounded by ``querytime`` (total seconds for all its DNS lookups).
 
+The domain checked is the part after the LAST "@" (RFC 5321: a quoted local part may hold "@", as in
+``"x@y"@example.org``), with the local part before it; pyspf would split at the first "@". So pyspf
+is told both (its ``l``, ``o``, ``d`` and ``s``): the domain it evaluates is always the one the
+result is recorded and reused under. A MAIL FROM without a domain is checked as ``postmaster@HELO``.
+
+Envelope addresses are evaluated whole up to :data:`MAX_ADDRESS` characters. The session keeps a
+longer one as :func:`shortened` makes it (see there); such an address is never decided on as if it
+were whole: its domain, when kept whole, gives its result only if no SPF record consulted holds a
+macro (then the local part plays no part: the fact the reuse of results rests on), else
+``permerror``; without its domain it is ``permerror``. Neither is softer than what the domain's
+records say, as far as anything can be known of them.
+
 Results are reused while every DNS answer they were computed from is still valid (the earliest
 TTL expiry of those answers, at most :data:`MAX_REUSE` seconds): a result is a function of the
 client IP, the identity and those answers, so recomputing it before then gives the same result.
@@ -23,6 +35,7 @@ import spf as pyspf
 from mailpolicy import dns, metrics
 from mailpolicy.auth import SpfResult, header
 from mailpolicy.auth.base import MethodSpec
+from mailpolicy.envelope import CUT, MAX_ADDRESS, TOO_LONG
 from mailpolicy.model import Stage
 
 if TYPE_CHECKING:
@@ -36,6 +49,7 @@ RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerro
 _OLD_NAMES = {"unknown": "permerror", "error": "temperror"}
 MAX_REUSE = 3600.0
 CACHE_SIZE = 10_000
+MAX_KEYED_ADDRESS = 1024  # a result keyed by the whole address (macros) is reused only up to this
 
 # (client IP, scope, domain) -> result for texts without macros; (client IP, scope, domain, MAIL
 # FROM, HELO) -> result otherwise. Each with its expiry. Oldest entries go first when full.
@@ -59,11 +73,13 @@ def _remember(key: tuple[str, ...], result: SpfResult, expires: float) -> None:
         _cache[key] = (result, expires)
 
 
-def _domain_of(address: str) -> str | None:
-    _local, at, domain = address.rpartition("@")
+def _split(address: str) -> tuple[str, str | None]:
+    """(local part, domain): the domain is what follows the LAST "@" (a quoted local part may hold
+    "@"), lower case, without a final dot; None when there is none."""
+    local, at, domain = address.rpartition("@")
     if not at:
-        return None
-    return domain.strip().rstrip(".").lower() or None
+        return "", None
+    return local, domain.strip().rstrip(".").lower() or None
 
 
 def _with_identity(res: SpfResult, identity: str) -> SpfResult:
@@ -75,12 +91,18 @@ def _with_identity(res: SpfResult, identity: str) -> SpfResult:
 def evaluate(client_ip: str | None, mail_from: str, helo: str | None, querytime: float) -> SpfResult:
     """Evaluate SPF for one transaction. Never raises."""
     helo = (helo or "").strip().strip("[]")
+    # Shortened by the session (shortened()): the length says so; no address kept whole is longer.
+    cut = len(mail_from) > MAX_ADDRESS
+    if cut and mail_from.endswith(CUT):  # its domain was not kept: nothing to check it against
+        return SpfResult("permerror", "mailfrom", None, mail_from, TOO_LONG)
+    helo_domain = helo.rstrip(".").lower() or None
     if mail_from:
-        scope, identity, domain = "mailfrom", mail_from, _domain_of(mail_from)
-        if domain is None:  # no domain part: RFC 7208 4.3, use postmaster@HELO... as pyspf does
-            domain = helo.rstrip(".").lower() or None
+        scope, identity = "mailfrom", mail_from
+        local, domain = _split(mail_from)
+        if domain is None:  # no domain part: RFC 7208 4.3, checked as postmaster@HELO
+            local, domain = "", helo_domain
     else:
-        scope, identity, domain = "helo", helo, helo.rstrip(".").lower() or None
+        scope, identity, local, domain = "helo", helo, "", helo_domain
     if client_ip is None:
         return SpfResult("none", scope, domain, identity, "no client IP address")
     if domain is None:
@@ -94,23 +116,32 @@ def evaluate(client_ip: str | None, mail_from: str, helo: str | None, querytime:
             metrics.SPF_REUSED.inc()
             return _with_identity(hit[0], identity)
     with dns.track_validity() as validity:
-        result = _check(client_ip, scope, domain, identity, mail_from, helo, querytime)
+        result = _check(client_ip, scope, domain, local or "postmaster", identity, helo, querytime)
+    if cut and validity.macros:  # the local part it lacks may decide: never a result computed without it
+        return SpfResult("permerror", scope, domain, identity, f"{TOO_LONG}, SPF record with macros")
     if result.result != "temperror" and validity.reusable and validity.expires > now:
-        _remember(full if validity.macros else short, result, min(validity.expires, now + MAX_REUSE))
+        if not validity.macros:
+            _remember(short, result, min(validity.expires, now + MAX_REUSE))
+        elif len(mail_from) + len(helo) <= MAX_KEYED_ADDRESS:
+            _remember(full, result, min(validity.expires, now + MAX_REUSE))
     return result
 
 
 def _check(
-    client_ip: str, scope: str, domain: str, identity: str, mail_from: str, helo: str, querytime: float
+    client_ip: str, scope: str, domain: str, local: str, identity: str, helo: str, querytime: float
 ) -> SpfResult:
+    """pyspf's check_host() of exactly ``domain``, for the sender ``local@domain``."""
     try:
         q = pyspf.query(
             i=client_ip,
-            s=mail_from or f"postmaster@{helo}",
+            s=f"{local}@{domain}",
             h=helo or domain,
             querytime=querytime,
             timeout=querytime,
         )
+        # pyspf splits the sender at its first "@": set the parts it would get wrong (RFC 7208 4.1,
+        # 7.3: <sender>'s local part and domain, and <domain>, the name check_host() evaluates).
+        q.l, q.o, q.d = local, domain, domain
         res, _code, expl = q.check()
     except pyspf.TempError as exc:
         res, expl = "temperror", str(exc)

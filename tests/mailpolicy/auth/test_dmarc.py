@@ -4,8 +4,10 @@ alignment, policy selection (p/sp/np), pct and t=y, RFC5322.From handling, DNS f
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from mailpolicy.auth import DkimResult, SpfResult
+from mailpolicy.auth import DkimResult, SpfResult, dmarc
 from mailpolicy.auth.dmarc import (
     Evaluator,
     authors,
@@ -333,3 +335,97 @@ def test_alignment_walks_only_names_under_the_author_org_domain(dns: DnsServer) 
     ev = Evaluator()
     assert not ev.aligned("example.net", "example.com", "r")  # no lookup at all for example.net
     assert not ev.aligned("badexample.com", "example.com", "r")  # a suffix is not a parent
+
+
+# ---- one attacker record cannot raise, nor hide another author domain's fail --------------------
+
+_UNICODE_DIGITS = ["\u00b2", "\u0665\u0660", "\uff15\uff10", "1\u00b2", "\U0001d7d3", "\u0e51\u0e50\u0e50"]
+
+
+@pytest.mark.parametrize("value", _UNICODE_DIGITS)
+def test_pct_is_read_in_ascii_digits_only(value: str) -> None:
+    # str.isdigit() is True for "²", Arabic-Indic and fullwidth digits, which int() refuses (or
+    # reads as a number no DMARC record means): an invalid pct, like pct=x (no pct tag).
+    assert value.isdigit()
+    rec = parse_record(f"v=DMARC1; p=reject; pct={value}")
+    assert (rec.p, rec.pct) == ("reject", None)
+    assert rec == parse_record("v=DMARC1; p=reject; pct=x")
+
+
+def test_pct_with_any_number_of_ascii_digits_is_capped_not_an_error() -> None:
+    # int() refuses strings of more than 4300 digits (CVE-2020-10735): pct stays 0..100.
+    assert parse_record("v=DMARC1; p=reject; pct=" + "1" * 5000).pct == 100
+    assert parse_record("v=DMARC1; p=reject; pct=" + "0" * 5000 + "7").pct == 7
+    assert parse_record("v=DMARC1; p=reject; pct=0050").pct == 50
+    assert parse_record("v=DMARC1; p=reject; pct=500").pct == 100
+
+
+@pytest.mark.parametrize("pct", ["\u00b2", "1" * 5000])
+def test_a_record_of_the_attackers_own_cannot_hide_the_victims_fail(dns: DnsServer, pct: str) -> None:
+    """A1: pct=² on the attacker's own _dmarc made int() raise inside the DMARC method; with the
+    victim's domain in the same From, the victim's fail became temperror ("internal error") and an
+    enforced dmarc policy delivered the spoof."""
+    dns.add("_dmarc.victim.example", "TXT", "v=DMARC1; p=reject")
+    dns.add("_dmarc.attacker.example", "TXT", f"v=DMARC1; p=none; pct={pct}")
+    spf = spf_pass("attacker.example")
+    for values in (
+        ["CEO <ceo@victim.example>, x <x@attacker.example>"],
+        ["x <x@attacker.example>, CEO <ceo@victim.example>"],
+        ["x@attacker.example", "ceo@victim.example"],  # two From fields
+    ):
+        res, hf = evaluate(values, spf, [DkimResult("pass", "attacker.example")])
+        assert (res.result, res.domain, res.disposition, hf) == ("fail", "victim.example", "reject", None)
+    # The attacker's domain alone: its record is read, pct ignored or capped, no error.
+    res, hf = evaluate(["x@attacker.example"], spf, [])
+    assert (res.result, hf) == ("pass", "attacker.example")
+
+
+def test_an_error_evaluating_one_author_domain_is_temperror_for_it_only(
+    dns: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever raises while one author domain is evaluated (a bug yet unknown, on a record or name
+    the sender controls) is temperror for that domain; another domain's fail still wins."""
+    dns.add("_dmarc.victim.example", "TXT", "v=DMARC1; p=reject")
+    dns.add("_dmarc.attacker.example", "TXT", "v=DMARC1; p=none")
+    real = dmarc.Evaluator.discover
+
+    def discover(self: dmarc.Evaluator, domain: str) -> tuple[str, dmarc.Record] | None:
+        if domain == "attacker.example":
+            raise ValueError("a bug")
+        return real(self, domain)
+
+    monkeypatch.setattr(dmarc.Evaluator, "discover", discover)
+    dkim = [DkimResult("pass", "attacker.example")]
+    for values in (["ceo@victim.example, x@attacker.example"], ["x@attacker.example, ceo@victim.example"]):
+        res, _ = evaluate(values, spf_pass("attacker.example"), dkim)
+        assert (res.result, res.domain, res.disposition) == ("fail", "victim.example", "reject")
+        assert res.author_problem == "multiple_domains"
+    # Alone, or next to a domain that does not fail: temperror, never a pass.
+    res, hf = evaluate(["x@attacker.example"], None, dkim)
+    assert (res.result, res.domain, hf) == ("temperror", "attacker.example", "attacker.example")
+    assert res.reason == "internal error: ValueError" and dkim[0].aligned is False
+    dns.add("_dmarc.ok.example", "TXT", "v=DMARC1; p=reject")
+    res, _ = evaluate(["x@attacker.example, a@ok.example"], None, [DkimResult("pass", "ok.example")])
+    assert (res.result, res.domain) == ("temperror", "attacker.example")
+
+
+_DIGIT_TEXT = st.text(
+    alphabet=st.one_of(st.characters(categories=("Nd", "No")), st.sampled_from("0123456789")),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=_DIGIT_TEXT, tag=st.sampled_from(["pct", "ri", "p", "sp", "np", "t", "psd", "adkim"]))
+def test_property_digits_in_any_tag_never_raise_nor_change_another_domains_fail(
+    dns: DnsServer, value: str, tag: str
+) -> None:
+    text = f"v=DMARC1; p=none; {tag}={value}"
+    rec = parse_record(text)
+    assert rec.pct is None or (0 <= rec.pct <= 100 and tag == "pct" and value.isascii())
+    dns.clear()
+    dns.add("_dmarc.victim.example", "TXT", "v=DMARC1; p=reject")
+    dns.add("_dmarc.attacker.example", "TXT", text)
+    res, _ = evaluate(["ceo@victim.example, x@attacker.example"], spf_pass("attacker.example"), [])
+    assert (res.result, res.domain, res.disposition) == ("fail", "victim.example", "reject")

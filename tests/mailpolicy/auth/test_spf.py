@@ -6,7 +6,10 @@ import time
 
 import pytest
 import spf as pyspf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from mailpolicy import envelope
 from mailpolicy.auth import spf
 from support.dnsserver import DnsServer
 
@@ -226,3 +229,154 @@ def test_a_reused_result_is_the_cached_one_with_the_identity_replaced() -> None:
     cached = SpfResult("softfail", "mailfrom", "example.org", "a@example.org", "why")
     copy = spf._with_identity(cached, "b@example.org")
     assert copy == dataclasses.replace(cached, identity="b@example.org") and copy is not cached
+
+
+# ---- the domain checked is the domain recorded (and the cache key) ----------------------------
+
+
+def test_a_quoted_local_part_holding_at_is_checked_at_the_domain_after_the_last_at(dns: DnsServer) -> None:
+    """A3: RFC 5321 allows "@" in a quoted local part. pyspf splits at the first "@" and used to
+    look up 'y"@victim.example' (no record: none) while the result was recorded, and reused, for
+    victim.example: an enforced spf policy let MAIL FROM:<"x@y"@victim.example> through."""
+    dns.add("victim.example", "TXT", "v=spf1 ip4:192.0.2.20 -all")
+    plain = spf.evaluate("198.51.100.7", "ceo@victim.example", "mx.attacker.example", 2.0)
+    quoted = spf.evaluate("198.51.100.7", '"x@y"@victim.example', "mx.attacker.example", 2.0)
+    assert (plain.result, plain.domain) == (quoted.result, quoted.domain) == ("fail", "victim.example")
+    assert quoted.identity == '"x@y"@victim.example'
+    allowed = spf.evaluate("192.0.2.20", '"x@y"@victim.example', "mx.attacker.example", 2.0)
+    assert (allowed.result, allowed.domain) == ("pass", "victim.example")
+    assert spf.evaluate("198.51.100.7", "a@b@victim.example", "h", 2.0).result == "fail"
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "helo", "local", "domain", "sender"),
+    [
+        ('"x@y"@victim.example', "h.example", '"x@y"', "victim.example", '"x@y"@victim.example'),
+        ("a@b@Victim.Example.", "h.example", "a@b", "victim.example", "a@b@victim.example"),
+        ("@victim.example", "h.example", "postmaster", "victim.example", "postmaster@victim.example"),
+        ("ceo", "victim.example", "postmaster", "victim.example", "postmaster@victim.example"),
+        ("ceo@", "victim.example", "postmaster", "victim.example", "postmaster@victim.example"),
+        ("", "Victim.Example", "postmaster", "victim.example", "postmaster@victim.example"),
+    ],
+)
+def test_pyspf_checks_exactly_the_domain_recorded(
+    dns: DnsServer,
+    monkeypatch: pytest.MonkeyPatch,
+    mail_from: str,
+    helo: str,
+    local: str,
+    domain: str,
+    sender: str,
+) -> None:
+    """The local part (%{l}), domain (%{o}, %{d}) and sender (%{s}) pyspf works with are ours: the
+    part after the last "@", the one the result is recorded and reused under."""
+    seen: list[tuple[str, str, str, str]] = []
+
+    def check(self: pyspf.query) -> tuple[str, int, str]:
+        seen.append((self.l, self.o, self.d, self.s))
+        return "neutral", 250, ""
+
+    monkeypatch.setattr(pyspf.query, "check", check)
+    r = spf.evaluate("198.51.100.7", mail_from, helo, 2.0)
+    assert (r.result, r.domain) == ("neutral", domain)
+    assert seen == [(local, domain, domain, sender)]
+
+
+def test_the_local_part_macro_is_the_real_local_part(dns: DnsServer) -> None:
+    dns.add("macro.example", "TXT", "v=spf1 exists:%{l}.ok.macro.example -all")
+    dns.add("a@b.ok.macro.example", "A", "127.0.0.2")
+    assert spf.evaluate("192.0.2.1", "a@b@macro.example", "h", 2.0).result == "pass"
+    assert spf.evaluate("192.0.2.1", "a@macro.example", "h", 2.0).result == "fail"  # not 'a'
+
+
+def test_a_quoted_local_part_or_a_missing_domain_cannot_poison_the_reuse(cached_dns: DnsServer) -> None:
+    """The result reused for (client IP, domain) was computed for another domain: a record at
+    'y"@victim.example' (under .example, not victim.example's) or at the MAIL FROM without "@"
+    made every later sender of victim.example from that IP pass."""
+    cached_dns.add("victim.example", "TXT", "v=spf1 -all")
+    cached_dns.add('y"@victim.example', "TXT", "v=spf1 +all")
+    cached_dns.add("ceo", "TXT", "v=spf1 +all")
+    for first, helo in (('"x@y"@victim.example', "h.example"), ("ceo", "victim.example")):
+        spf.clear_cache()
+        r = spf.evaluate("198.51.100.7", first, helo, 2.0)
+        assert (r.result, r.domain) == ("fail", "victim.example"), first
+        later = spf.evaluate("198.51.100.7", "ceo@victim.example", "h.example", 2.0)
+        assert (later.result, later.domain) == ("fail", "victim.example"), first
+
+
+# ---- over-long envelope addresses ---------------------------------------------------------------
+
+
+def test_an_address_up_to_the_bound_is_checked_whole(dns: DnsServer) -> None:
+    dns.add("victim.example", "TXT", "v=spf1 -all")
+    sender = "a" * (envelope.MAX_ADDRESS - len("@victim.example")) + "@victim.example"
+    assert len(sender) == envelope.MAX_ADDRESS and envelope.shortened(sender) == sender
+    r = spf.evaluate("198.51.100.7", sender, "h", 2.0)
+    assert (r.result, r.domain, r.identity) == ("fail", "victim.example", sender)
+
+
+def test_an_over_long_address_is_never_decided_as_if_whole(cached_dns: DnsServer) -> None:
+    """Kept shortened (envelope.shortened): the domain's own result when the domain was kept and no
+    record consulted holds a macro (the local part cannot matter), else permerror."""
+    cached_dns.add("victim.example", "TXT", "v=spf1 ip4:192.0.2.20 -all")
+    cached_dns.add("macro.example", "TXT", "v=spf1 exists:%{l}.ok.macro.example -all")
+    long_local = "a" * (envelope.MAX_ADDRESS + 1)
+    kept = envelope.shortened(long_local + "@victim.example")
+    assert len(kept) > envelope.MAX_ADDRESS and kept.endswith(envelope.CUT + "@victim.example")
+    for ip, result in (("198.51.100.7", "fail"), ("192.0.2.20", "pass")):
+        r = spf.evaluate(ip, kept, "h", 2.0)
+        assert (r.result, r.domain, r.identity) == (result, "victim.example", kept)
+    macro = envelope.shortened(long_local + "@macro.example")
+    for _ in range(2):  # never reused either
+        r = spf.evaluate("192.0.2.1", macro, "h", 2.0)
+        assert (r.result, r.domain, r.reason) == (
+            "permerror",
+            "macro.example",
+            f"{envelope.TOO_LONG}, SPF record with macros",
+        )
+    for no_domain in (
+        envelope.shortened(long_local),
+        envelope.shortened(long_local + "@victim.example", keep_domain=False),
+        envelope.shortened("a@" + long_local + ".victim.example"),
+    ):
+        r = spf.evaluate("198.51.100.7", no_domain, "victim.example", 2.0)
+        assert (r.result, r.scope, r.domain, r.reason) == ("permerror", "mailfrom", None, envelope.TOO_LONG)
+
+
+_ADDRESS_PART = st.text(alphabet=st.sampled_from(["a", "B", "@", '"', " ", ".", "\u00e9", "x"]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    head=_ADDRESS_PART,
+    n=st.integers(min_value=0, max_value=envelope.MAX_ADDRESS + 400),
+    tail=_ADDRESS_PART,
+    keep_domain=st.booleans(),
+)
+def test_property_a_shortened_address_says_so_and_keeps_only_whole_parts(
+    head: str, n: int, tail: str, keep_domain: bool
+) -> None:
+    from mailpolicy.model import Exemptions
+
+    address = head + "x" * n + tail
+    kept = envelope.shortened(address, keep_domain)
+    if len(address) <= envelope.MAX_ADDRESS:
+        assert kept == address
+        return
+    assert len(kept) > envelope.MAX_ADDRESS  # how SPF and the session know
+    local, at, domain = kept.rpartition("@")
+    real_domain = address.rpartition("@")[2]
+    if kept.endswith(envelope.CUT):  # nothing of it is usable: no blank-free part to match or look up
+        addr = kept.strip().strip("<>").lower()
+        local, _, domain = addr.rpartition("@")
+        assert " " in local and " " in domain
+        # Any pattern the configuration accepts (no blank) built from the address or what was kept.
+        candidates = {"x@", "@x"}
+        for text in (address.lower(), addr):
+            for i, c in enumerate(text):
+                if c == "@":
+                    candidates |= {text[: i + 1], text[i:], text}
+        patterns = tuple(p for p in candidates if p.strip("@") and not any(c.isspace() for c in p))
+        assert not Exemptions(recipients=patterns).recipient_exempt(kept)
+    else:  # the domain, whole; the local part visibly cut
+        assert keep_domain and at and domain == real_domain and local.endswith(envelope.CUT)
