@@ -180,11 +180,29 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
             out[name] = value if isinstance(value, str) else None
         return out
 
-    def _respond(self, r: Response) -> int:
+    def _respond(self, r: Response, callback: str) -> int:
         if r.action is Action.CONTINUE:
             return CONTINUE
         if r.reply is not None:
-            self.setreply(r.reply.code, r.reply.xcode, r.reply.text)
+            try:
+                self.setreply(r.reply.code, r.reply.xcode, r.reply.text)
+            except Exception:
+                # libmilter refused the reply (smfi_setreply: text over 980 characters, a CR or LF,
+                # ...). The refusal stands: without our text libmilter sends its default reply for
+                # REJECT / TEMPFAIL. Were the exception left to the guard, on_error = continue would
+                # accept the mail while its event says refused.
+                metrics.child(metrics.CALLBACK_ERRORS, callback).inc()
+                txn = self.session.conn.current
+                log.exception(
+                    "could not set the reply %r; refused with libmilter's default %s reply instead",
+                    str(r.reply),
+                    r.action.value,
+                    extra={
+                        "conn_id": self.session.conn.conn_id,
+                        "queue_id": txn.queue_id if txn else None,
+                        "callback": callback,
+                    },
+                )
         return _RC_OF[r.action]
 
     def _hvalue(self, value: str) -> str:
@@ -216,11 +234,11 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
 
     @guarded("mail")
     def envfrom(self, sender: bytes, *params: bytes) -> int:
-        return self._respond(self.session.mail(sender, params, self._macros(_MAIL_READ)))
+        return self._respond(self.session.mail(sender, params, self._macros(_MAIL_READ)), "mail")
 
     @guarded("rcpt")
     def envrcpt(self, rcpt: bytes, *params: bytes) -> int:
-        return self._respond(self.session.rcpt(rcpt, params, self._macros(("i",))))
+        return self._respond(self.session.rcpt(rcpt, params, self._macros(("i",))), "rcpt")
 
     @streamed("header")
     def header(self, name: Any, value: Any) -> int:
@@ -251,7 +269,7 @@ class PolicyMilter(Milter.Base):  # type: ignore[misc]
                     "could not apply a header edit",
                     extra={"conn_id": self.session.conn.conn_id, "callback": "eom"},
                 )
-        return self._respond(result.response)
+        return self._respond(result.response, "eom")
 
     @guarded("abort")
     def abort(self) -> int:

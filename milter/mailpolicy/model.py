@@ -42,6 +42,10 @@ ACTION_SEVERITY = {Action.CONTINUE: 0, Action.QUARANTINE: 1, Action.TEMPFAIL: 2,
 
 _REPLY_RE = re.compile(r"^([45][0-9][0-9])(?: ([45])\.([0-9]{1,3})\.([0-9]{1,3}))?(?: (.*))?$")
 
+REPLY_LINE_MAX = 512
+"""RFC 5321 4.5.3.1.5: the longest reply line, in octets, its CRLF included. (libmilter's own limit
+is looser, 980 octets of text, and refuses a longer one at the first refusal: smfi_setreply fails.)"""
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -74,7 +78,15 @@ class Reply:
         if any(not (32 <= ord(c) < 127) for c in text):
             raise ValueError("reply text must be printable ASCII on one line")
         xcode = f"{xclass}.{xsub}.{xdet}" if xclass is not None else None
-        return cls(code, xcode, text)
+        reply = cls(code, xcode, text)
+        octets = len(str(reply)) + 2  # (ASCII) and its CRLF
+        if octets > REPLY_LINE_MAX:
+            raise ValueError(
+                f"the reply line would be {octets} octets with its CRLF; RFC 5321 allows at most "
+                f"{REPLY_LINE_MAX}: shorten the text to {len(text) - (octets - REPLY_LINE_MAX)} characters "
+                "or fewer"
+            )
+        return reply
 
     @property
     def permanent(self) -> bool:

@@ -3,21 +3,35 @@
 Version, how long it has been up, the configuration file it runs and when it was loaded (and
 whether the file on disk has changed since), each policy's running mode, and since start-up what
 each policy refused (enforce) or would have refused (monitor). Exit status as LSB asks of a status
-action: 0 running, 3 not running (4 when it cannot tell: metrics disabled, unreadable config)."""
+action: 0 running, 3 not running (4 when it cannot tell: metrics disabled, no metrics.listen to be
+read from the file). A file on disk that does not validate (after a refused reload, say) does not
+stop it: ``metrics.listen`` alone is read from it, and the errors are shown with their keys."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import socket
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailpolicy.config import DEFAULT_PATH, Config, ConfigError, read
+from mailpolicy.config import (
+    DEFAULT_PATH,
+    METRICS_KEYS,
+    MILTER_KEYS,
+    ConfigError,
+    parse_listen,
+    parse_socket,
+    read,
+)
 
 RUNNING, NOT_RUNNING, UNKNOWN = 0, 3, 4
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -51,8 +65,8 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 86400} days"
 
 
-def _socket_answers(cfg: Config) -> bool | None:
-    kind, _, rest = cfg.milter.socket.partition(":")
+def _socket_answers(spec: str) -> bool | None:
+    kind, _, rest = spec.partition(":")
     if kind not in ("unix", "local"):
         return None
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -66,7 +80,58 @@ def _socket_answers(cfg: Config) -> bool | None:
         s.close()
 
 
-def render(samples: Samples, path: str, file_hash: str | None, now: float) -> list[str]:
+@dataclass(frozen=True)
+class OnDisk:
+    """What status needs from the configuration file: where to ask, the milter socket (``""``
+    when unknown) and the file's hash."""
+
+    listen: tuple[str, int] | None
+    socket: str
+    file_hash: str | None
+
+
+def _raw_value(data: dict[str, Any], section: str, key: str, default: Any) -> Any:
+    """``data[section][key]`` of a decoded TOML document, or ``default`` when absent; ValueError
+    when the section is not a table."""
+    table = data.get(section, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{section}: must be a table")
+    return table.get(key, default)
+
+
+def on_disk(path: str) -> tuple[OnDisk | None, list[str]]:
+    """The file as status reads it, and its errors. A file that does not validate as a whole still
+    gives ``metrics.listen`` (its default when absent) and ``milter.socket`` when those keys are
+    valid; None when ``metrics.listen`` cannot be known (the file cannot be read, is not TOML, or
+    that key is wrong)."""
+    try:
+        cfg, file_hash = read(path)
+        return OnDisk(cfg.metrics.listen, cfg.milter.socket, file_hash), []
+    except ConfigError as exc:
+        errors = exc.errors
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None, errors  # (read() said why)
+    try:
+        listen = parse_listen(_raw_value(data, "metrics", "listen", METRICS_KEYS["listen"].default))
+    except ValueError:
+        return None, errors  # (its error is among them)
+    try:
+        spec = parse_socket(_raw_value(data, "milter", "socket", MILTER_KEYS["socket"].default))
+    except ValueError:
+        spec = ""
+    return OnDisk(listen, spec, hashlib.sha256(raw).hexdigest()[:16]), errors
+
+
+def render(
+    samples: Samples, path: str, file_hash: str | None, now: float, invalid: list[str] | None = None
+) -> list[str]:
+    """The report; ``invalid``: the errors of a file on disk that does not validate (``file_hash``
+    is then its hash), which a reload would refuse."""
+
     def one(name: str, **labels: str) -> float | None:
         for lab, value in samples.get(name, []):
             if all(lab.get(k) == v for k, v in labels.items()):
@@ -86,7 +151,14 @@ def render(samples: Samples, path: str, file_hash: str | None, now: float) -> li
         stamp = datetime.fromtimestamp(loaded, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         when = f", loaded {stamp} ({_ago(now - loaded)} ago)"
     lines.append(f"configuration: {info.get('path', path)} ({running_hash}){when}")
-    if file_hash is not None and file_hash != running_hash:
+    if invalid:
+        lines.append(
+            f"  the file on disk ({file_hash or '?'}) is invalid, so a reload would change nothing "
+            f"({len(invalid)} error{'s' if len(invalid) != 1 else ''}; `mailpolicy check-config` lists them "
+            "too):"
+        )
+        lines.extend(f"    {_unprefixed(err, path)}" for err in invalid)
+    elif file_hash is not None and file_hash != running_hash:
         lines.append(
             f"  the file on disk has changed since ({file_hash}): `systemctl reload mailpolicy` loads it"
         )
@@ -113,28 +185,29 @@ def render(samples: Samples, path: str, file_hash: str | None, now: float) -> li
     return [x for x in lines if x]
 
 
+def _unprefixed(err: str, path: str) -> str:
+    """An error of :func:`~mailpolicy.config.read` without the file name it starts with."""
+    return err.removeprefix(f"{path}: ")
+
+
 def run(args: argparse.Namespace) -> int:
     path: str = args.config
-    cfg: Config | None = None
-    file_hash: str | None = None
-    try:
-        cfg, file_hash = read(path)
-    except ConfigError as exc:
-        if not args.url:
-            for err in exc.errors:
+    disk, errors = on_disk(path)
+    url = args.url
+    if not url:
+        if disk is None:
+            for err in errors:
                 print(f"error: {err}")
             print("mailpolicy status: cannot read the configuration to find the metrics endpoint (use --url)")
             return UNKNOWN
-    url = args.url
-    if not url:
-        assert cfg is not None
-        if cfg.metrics.listen is None:
+        if disk.listen is None:
             print("mailpolicy status: metrics.listen is empty, so there is no endpoint to ask")
-            up = _socket_answers(cfg)
+            up = _socket_answers(disk.socket)
             if up is not None:
-                print(f"the milter socket {cfg.milter.socket} {'answers' if up else 'does not answer'}")
+                print(f"the milter socket {disk.socket} {'answers' if up else 'does not answer'}")
+            _print_invalid(path, errors)
             return UNKNOWN
-        host, port = cfg.metrics.listen
+        host, port = disk.listen
         host = "127.0.0.1" if host in ("0.0.0.0", "", "*") else "::1" if host == "::" else host
         url = f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
     try:
@@ -142,12 +215,23 @@ def run(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         print(f"mailpolicy is not running: nothing answers on {url} ({reason})")
-        if cfg is not None and _socket_answers(cfg):
-            print(f"(but something answers on the milter socket {cfg.milter.socket})")
+        if disk is not None and _socket_answers(disk.socket):
+            print(f"(but something answers on the milter socket {disk.socket})")
+        _print_invalid(path, errors)
         return NOT_RUNNING
     if "mailpolicy_build_info" not in samples:
         print(f"mailpolicy status: {url} answers, but not with mailpolicy's metrics")
+        _print_invalid(path, errors)
         return UNKNOWN
-    for line in render(samples, path, file_hash, time.time()):
+    file_hash = disk.file_hash if disk is not None else None
+    for line in render(samples, path, file_hash, time.time(), errors):
         print(line)
     return RUNNING
+
+
+def _print_invalid(path: str, errors: list[str]) -> None:
+    if errors:
+        plural = "s" if len(errors) != 1 else ""
+        print(f"the configuration file {path} is invalid ({len(errors)} error{plural}):")
+        for err in errors:
+            print(f"  {_unprefixed(err, path)}")

@@ -210,3 +210,57 @@ def test_negotiate_takes_the_steps_pymilter_would_plus_ours(cfg: dict[str, Any],
     assert m._protocol == opts[1] and m._actions == actions
     assert m.session.negotiated.message is message
     assert m.negotiate([actions]) == Milter.ALL_OPTS  # a malformed offer: the MTA's own stays
+
+
+class RefusingReplyCtx(FakeCtx):
+    """A context whose setreply fails as pymilter's does when smfi_setreply refuses the reply."""
+
+    def setreply(self, *args: Any) -> None:
+        self.calls.append(("setreply", *args))
+        raise Milter.milter.error("cannot set reply")
+
+
+@pytest.mark.parametrize("action,rc", [("reject", Milter.REJECT), ("tempfail", Milter.TEMPFAIL)])
+def test_a_reply_libmilter_refuses_still_refuses(
+    action: str, rc: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hole: smfi_setreply refused a reply (over 980 characters): setreply raised, the guard answered
+    on_error = continue, and the mail was accepted while its event said rejected (applied). A
+    refusal stays a refusal: REJECT/TEMPFAIL without our text, so libmilter's default reply goes."""
+    ctx = RefusingReplyCtx()
+    m = milter(
+        ctx,
+        milter={"on_error": "continue"},
+        auth={"enabled": False},
+        policies={"require_starttls": {"mode": "enforce", "action": action}, "spf": {"mode": "off"}},
+    )
+    m.connect("client.example", 2, ("203.0.113.1", 2525))
+    before = errors("mail")
+    assert m.envfrom(b"<a@example.org>") == rc
+    assert ctx.calls and ctx.calls[0][0] == "setreply"
+    assert errors("mail") == before + 1
+    rec = [r for r in caplog.records if r.getMessage().startswith("could not set the reply")][-1]
+    assert rec.levelname == "ERROR"
+    assert rec.callback == "mail" and rec.conn_id == m.session.conn.conn_id  # type: ignore[attr-defined]
+    assert "cannot set reply" in str(rec.exc_info[1] if rec.exc_info else "")
+
+
+def test_a_refused_reply_at_rcpt_still_refuses_that_recipient(caplog: pytest.LogCaptureFixture) -> None:
+    ctx = RefusingReplyCtx()
+    m = milter(
+        ctx,
+        milter={"on_error": "continue"},
+        auth={"enabled": False},
+        policies={
+            "require_starttls": {"mode": "enforce", "exempt_recipients": ["postmaster@"]},
+            "spf": {"mode": "off"},
+        },
+    )
+    m.connect("client.example", 2, ("203.0.113.1", 2525))
+    assert m.envfrom(b"<a@example.org>") == Milter.CONTINUE
+    before = errors("rcpt")
+    assert m.envrcpt(b"<bob@example.org>") == Milter.REJECT
+    assert errors("rcpt") == before + 1
+    assert m.envrcpt(b"<postmaster@example.org>") == Milter.CONTINUE
+    rec = [r for r in caplog.records if r.getMessage().startswith("could not set the reply")][-1]
+    assert rec.callback == "rcpt"  # type: ignore[attr-defined]

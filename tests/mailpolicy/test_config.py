@@ -105,6 +105,58 @@ def test_reply_and_action_must_agree(policy: str, action: str, reply: str, probl
     assert len(errs) == 1 and errs[0].startswith(f"policies.{policy}.") and problem in errs[0]
 
 
+# RFC 5321 4.5.3.1.5: a reply line is at most 512 octets with its CRLF. "550 5.7.1 " is 10 of them.
+_LONGEST_TEXT = 512 - len("550 5.7.1 ") - 2
+
+
+@pytest.mark.parametrize(
+    "policy,key,action",
+    [
+        ("require_starttls", "reply", "reject"),
+        ("tls_min_version", "reply", "tempfail"),
+        ("spf", "reject_reply", None),
+        ("dmarc", "reject_reply", None),
+        ("arc", "reject_reply", None),
+    ],
+)
+def test_a_reply_longer_than_an_smtp_reply_line_is_refused(policy: str, key: str, action: str | None) -> None:
+    """Hole: a reply of ~1000 characters passed check-config, then libmilter refused it at the first
+    refusal (smfi_setreply: "cannot set reply"), the callback failed, and with on_error = continue
+    the mail was accepted while its event said rejected. RFC 5321 caps a reply line at 512 octets."""
+    code, xcode = ("450", "4.7.1") if action == "tempfail" else ("550", "5.7.1")
+    base = {"action": action} if action else {}
+    fits = f"{code} {xcode} " + "a" * _LONGEST_TEXT
+    assert len(fits) + 2 == 512
+    cfg = config.parse({"policies": {policy: {**base, key: fits}}})
+    assert str(getattr(cfg.policies[policy].options, key)) == fits
+    errs = errors_of({"policies": {policy: {**base, key: fits + "a"}}})
+    assert len(errs) == 1 and errs[0].startswith(f"policies.{policy}.{key}: "), errs
+    assert "513 octets" in errs[0] and "512" in errs[0], errs[0]
+    # The review's 1000-character reply, and one with a longer enhanced code.
+    errs = errors_of({"policies": {policy: {**base, key: f"{code} {xcode} " + "a" * 990}}})
+    assert len(errs) == 1 and errs[0].startswith(f"policies.{policy}.{key}: ")
+    errs = errors_of(
+        {"policies": {policy: {**base, key: f"{code} {code[0]}.100.100 " + "a" * _LONGEST_TEXT}}}
+    )
+    assert len(errs) == 1 and "516 octets" in errs[0], errs
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "550 5.7.1 100% sure",  # libmilter would drop it (a printf format in Sendmail)
+        "550 5.7.1 two\r\nlines",  # smfi_setreply refuses CR and LF
+        "550 5.7.1 one\nline",
+        "550 5.7.1 tab\there",
+        "550 5.7.1 caf\u00e9",  # pymilter sends UTF-8; SMTP replies are ASCII
+        "550 5.7.1 nul\x00",
+    ],
+)
+def test_reply_text_libmilter_or_the_mta_would_refuse_or_mangle(text: str) -> None:
+    errs = errors_of({"policies": {"require_starttls": {"reply": text}}})
+    assert len(errs) == 1 and errs[0].startswith("policies.require_starttls.reply: "), errs
+
+
 def test_tempfail_gets_a_4xx_default_reply() -> None:
     cfg = config.parse(
         {
@@ -265,8 +317,9 @@ def test_a_metrics_host_that_does_not_resolve_is_an_error(monkeypatch: pytest.Mo
         raise socket.gaierror(-2, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)  # never the system resolver in tests
-    cfg = config.parse({"metrics": {"listen": "metrics.invalid:9469"}, "dns": {"nameservers": ["127.0.0.1"]}})
+    listen = {"listen": "metrics.example.net:9469"}
+    cfg = config.parse({"metrics": listen, "dns": {"nameservers": ["127.0.0.1"]}})
     problems, _ = preflight(cfg, starting=False)
     assert problems == [
-        "metrics.listen: host 'metrics.invalid' does not resolve ([Errno -2] Name or service not known)"
+        "metrics.listen: host 'metrics.example.net' does not resolve ([Errno -2] Name or service not known)"
     ]

@@ -54,6 +54,17 @@ TIME_HELP = (
 )
 
 
+def _top_arg(text: str) -> int:
+    """argparse ``type=`` for ``--top``: a whole number of rows, at least 1 (a bad value exits 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1 (got {text!r})") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {text!r})")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = DESCRIPTION
     p.epilog = EPILOG
@@ -82,7 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="only events from this host (repeatable); a name no event has is an error",
     )
-    p.add_argument("--top", type=int, default=10, metavar="N", help="rows in each top list (default 10)")
+    p.add_argument("--top", type=_top_arg, default=10, metavar="N", help="rows in each top list (default 10)")
     p.add_argument(
         "--our-domain",
         action="append",
@@ -267,7 +278,7 @@ def run(
             until=until,
             policies=frozenset(args.policy),
             hosts=frozenset(args.host),
-            top=max(1, args.top),
+            top=args.top,
             our_domains=tuple(args.our_domain),
         )
     except ValueError as exc:

@@ -179,3 +179,24 @@ def test_html_escapes_values_from_the_logs(tmp_path: Path) -> None:
     html = out.read_text()
     assert "<script" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;" in html
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "ten"])
+def test_a_top_below_one_is_a_bad_option_value(
+    value: str, log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hole: --top 0 and --top -1 were silently read as 1; a bad option value exits 2 (README)."""
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--top", value, str(log)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --top" in err and repr(value) in err, err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["report", "--top", value, str(log)])
+    assert exc.value.code == 2
+
+
+def test_top_one_is_one_row(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--top", "1", "--format", "json", str(log)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["filters"]["top"] == 1

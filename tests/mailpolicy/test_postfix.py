@@ -1,0 +1,101 @@
+"""mailpolicy.postfix: what postconf says, read through a stand-in postconf on PATH (and once through
+this host's real one)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mailpolicy import postfix
+
+DEBIAN_MASTER = """\
+smtp       inet  n       -       y       -       -       smtpd
+pickup     unix  n       -       y       60      1       pickup
+cleanup    unix  n       -       y       -       0       cleanup
+local      unix  -       n       n       -       -       local
+"""
+POSTSCREEN_MASTER = """\
+smtp       inet  n       -       y       -       1       postscreen
+smtpd      pass  -       -       y       -       -       smtpd
+submission inet  n       -       n       -       -       smtpd -o smtpd_tls_security_level=encrypt
+"""
+UNCHROOTED_MASTER = """\
+smtp       inet  n       -       -       -       -       smtpd
+submission inet  n       -       n       -       -       smtpd
+cleanup    unix  n       -       y       -       0       cleanup
+"""
+
+
+def fake_postconf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master: str, rc: int = 0) -> None:
+    """A postconf on PATH that answers -M, -h queue_directory and -h header_size_limit."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (tmp_path / "master").write_text(master)
+    script = bindir / "postconf"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"[ {rc} = 0 ] || exit {rc}\n"
+        f'case "$*" in\n'
+        f'  "-M") cat {tmp_path / "master"} ;;\n'
+        '  "-h queue_directory") echo /var/spool/postfix ;;\n'
+        '  "-h header_size_limit") echo 102400 ;;\n'
+        "  *) exit 1 ;;\n"
+        "esac\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+
+
+def test_a_chrooted_smtpd_cannot_reach_a_socket_outside_the_queue_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_postconf(tmp_path, monkeypatch, DEBIAN_MASTER)
+    note = postfix.chroot_note("/run/mailpolicy/milter.sock")
+    assert note is not None
+    assert note.startswith("milter.socket: Postfix runs smtpd chrooted in /var/spool/postfix (smtp/inet")
+    assert "unix:/var/spool/postfix/mailpolicy/milter.sock" in note
+    assert postfix.chroot_note("/var/spool/postfix/mailpolicy/milter.sock") is None
+    assert postfix.chroot_note("/var/spool/postfix-other/milter.sock") is not None  # not a prefix match
+    assert postfix.chroot_note(None) is None  # an inet socket
+
+
+def test_postscreen_passes_to_a_chrooted_smtpd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_postconf(tmp_path, monkeypatch, POSTSCREEN_MASTER)
+    assert postfix.chrooted_smtpd(POSTSCREEN_MASTER) == ["smtpd/pass"]
+    note = postfix.chroot_note("/run/mailpolicy/milter.sock")
+    assert note is not None and "(smtpd/pass in master.cf)" in note
+
+
+def test_no_chrooted_smtpd_no_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_postconf(tmp_path, monkeypatch, UNCHROOTED_MASTER)  # "-" is Postfix 3's default: no chroot
+    assert postfix.chrooted_smtpd(UNCHROOTED_MASTER) == []
+    assert postfix.chroot_note("/run/mailpolicy/milter.sock") is None
+    assert postfix.header_size_limit() == 102400
+
+
+@pytest.mark.parametrize("rc", [1, 127])
+def test_a_failing_postconf_tells_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rc: int) -> None:
+    fake_postconf(tmp_path, monkeypatch, DEBIAN_MASTER, rc=rc)
+    assert postfix.chroot_note("/run/mailpolicy/milter.sock") is None
+    assert postfix.header_size_limit() is None
+
+
+def test_no_postconf_tells_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a Sendmail host
+    assert postfix.postconf("-M") is None
+    assert postfix.chroot_note("/run/mailpolicy/milter.sock") is None
+    assert postfix.header_size_limit() is None
+
+
+def test_this_hosts_postfix() -> None:
+    """The real postconf: Debian's master.cf runs smtp/inet chrooted."""
+    if shutil.which("postconf") is None:
+        pytest.skip("no postconf")
+    master = subprocess.run(["postconf", "-M", "smtp/inet"], capture_output=True, text=True).stdout
+    if master.split()[4:5] != ["y"]:
+        pytest.skip("this host's smtp/inet is not chrooted")
+    note = postfix.chroot_note("/run/mailpolicy/milter.sock")
+    assert note is not None and "smtp/inet" in note
