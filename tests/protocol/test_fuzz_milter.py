@@ -46,6 +46,8 @@ import authres
 import authres.core
 import pytest
 
+from mailpolicy.auth import header as auth_header
+from mailpolicy.message import MAX_AR_UNUSUAL
 from support import hostile
 from support.authres_strict import parse_strict
 from support.dnsserver import DnsServer
@@ -177,6 +179,20 @@ def claims_ours(value: bytes) -> bool:
     ident = claimed_authserv_id(value)
     ours = AUTHSERV_ID.encode()
     return ident is not None and ident.lower() in (ours, ours + b".")
+
+
+def liberally_ours(ars: list[bytes]) -> set[int]:
+    """The A-R fields (1-based) mailpolicy may remove beyond what the strict oracle calls ours: those
+    some lenient reader takes as ours (auth.header.claims: white space such as VT before the id,
+    comments closed flat, ...), and the odd-shaped ones past message.MAX_AR_UNUSUAL, removed unread.
+    "Forged kept" stays judged by the strict, independent oracle above."""
+    out, unusual = set(), 0
+    for i, value in enumerate(ars, 1):
+        if auth_header.claims_usual(value, AUTHSERV_ID) is None:
+            unusual += 1
+            if unusual > MAX_AR_UNUSUAL or auth_header.claims(value, AUTHSERV_ID):
+                out.add(i)
+    return out
 
 
 @pytest.mark.parametrize(("value", "ours"), hostile.AR_FIXED)
@@ -374,7 +390,7 @@ def check_eom(res: SessionResult, v: Violations) -> None:
                 f"{ars[i - 1][:200]!r}",
                 s,
             )
-        for i in sorted(set(deleted) - expected):
+        for i in sorted(set(deleted) - expected - liberally_ours(ars)):
             what = repr(ars[i - 1][:200]) if 0 < i <= len(ars) else "(no such field)"
             v.add("5 A-R wrong deletion", f"txn {t.number}: A-R #{i} of {len(ars)} deleted: {what}", s)
 

@@ -26,10 +26,11 @@ domain's authentication must vouch for it, and each of those is configured by th
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mailpolicy.auth import header as auth_header
+from mailpolicy.auth.arc import MAX_AAR_CHARS
 from mailpolicy.checks.base import (
     CheckSpec,
     Option,
@@ -168,34 +169,50 @@ def _trusted_sealer(a: AuthResults, trusted: tuple[str, ...], author: str) -> st
     return None
 
 
-_COMMENT = re.compile(r"\([^()]*\)")
-_RESINFO = re.compile(r"^\s*(spf|dkim|dmarc)\s*=\s*([A-Za-z]+)\b(.*)$", re.S)
-_PROP = re.compile(r"([A-Za-z]+\.[A-Za-z-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)")
+_AAR_MAX = 8 * MAX_AAR_CHARS  # a longer text is read on this much (arc.py keeps MAX_AAR_CHARS)
 
 
 def aar_vouches(text: str, author: str) -> bool:
     """Whether an ARC-Authentication-Results value (``authserv-id; method=result ...; ...``)
     records an authentication pass for ``author``: ``dmarc=pass`` with ``header.from`` the author
     domain, or ``dkim=pass`` (``header.d``, or the domain of ``header.i``) / ``spf=pass``
-    (``smtp.mailfrom``) with a domain related to it (see :func:`related`)."""
-    text = text[:4096]
-    for _ in range(3):  # nested comments, at most three deep; anything deeper is left as text
-        text = _COMMENT.sub(" ", text)
-    for part in text.split(";")[1:]:
-        m = _RESINFO.match(part)
-        if m is None or m.group(2).lower() != "pass":
+    (``smtp.mailfrom``) with a domain related to it (see :func:`related`).
+
+    The value is read by :func:`mailpolicy.auth.header.resinfos`: results are separated only by a
+    ``;`` outside quoted-strings and comments, and a value is the one written right after its
+    ``name=``, so nothing inside a quoted local part (``smtp.mailfrom="x;dmarc=pass
+    header.from=victim.example"@attacker.example``, which a sealer records honestly) or a comment
+    counts. A value written as one quoted-string names no domain. Fails closed: a value that cannot
+    be read as a whole (unbalanced quotes or comments, a property given twice, ...) vouches for
+    nothing. A text of :data:`MAX_AAR_CHARS` or more may have been cut (arc.py keeps that much):
+    its last result, which may be cut short (``header.d=example.com`` of
+    ``header.d=example.com.evil.example``), is not read."""
+    truncated = len(text) >= MAX_AAR_CHARS
+    results = auth_header.resinfos(text[:_AAR_MAX], truncated=truncated)
+    if not results:
+        return False
+    author = author.lower().rstrip(".")
+    for r in results:
+        if r.result != "pass":
             continue
-        method = m.group(1).lower()
-        props = {k.lower(): v.strip('"').rpartition("@")[2].lower() for k, v in _PROP.findall(m.group(3))}
-        if method == "dmarc" and props.get("header.from") == author:
-            return True
-        if method == "dkim" and any(
-            related(props[k], author) for k in ("header.d", "header.i") if props.get(k)
-        ):
-            return True
-        if method == "spf" and props.get("smtp.mailfrom") and related(props["smtp.mailfrom"], author):
-            return True
+        if r.method == "dmarc":
+            if _domain(r, "header.from") == author:
+                return True
+        elif r.method == "dkim":
+            if any(d and related(d, author) for d in (_domain(r, "header.d"), _domain(r, "header.i"))):
+                return True
+        elif r.method == "spf":
+            d = _domain(r, "smtp.mailfrom")
+            if d and related(d, author):
+                return True
     return False
+
+
+def _domain(r: auth_header.Resinfo, name: str) -> str | None:
+    """The domain property ``name`` of ``r`` names (lower case, no trailing dot), or None."""
+    value = r.props.get(name)
+    domain = auth_header.domain_of(value) if value else None
+    return domain.rstrip(".") if domain else None
 
 
 def _list_vouched(a: AuthResults, list_id: str, lists: tuple[str, ...]) -> bool:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailpolicy import config, policy
 from mailpolicy.auth import AuthResults, DkimResult, DmarcResult, SpfResult
@@ -276,3 +278,143 @@ def test_trusted_sealers_make_arc_run_without_auth_enabled() -> None:
         "arc",
         "dmarc",
     ]
+
+
+# ---- what a trusted sealer recorded, read as written ------------------------------------------------
+
+# The A-R mailpolicy itself writes for MAIL FROM:<"x;dmarc=pass header.from=example.com y"@attacker.example>
+# (SPF passes for attacker.example), as a trusted upstream mailpolicy + sealer copies it into its AAR.
+OWN_AR_FOR_QUOTED_MAILFROM = (
+    'mx.upstream.example; spf=pass smtp.mailfrom="\\"x;dmarc=pass header.from=example.com y\\"'
+    '@attacker.example"; arc=none smtp.remote-ip=198.51.100.7; dmarc=none header.from=attacker.example'
+)
+
+
+@pytest.mark.parametrize(
+    "aar",
+    [
+        # a ';' inside a quoted local part separates nothing (RFC 8601 pvalue, RFC 5322 local-part)
+        'x; spf=pass smtp.mailfrom="y;dmarc=pass header.from=example.com z"@attacker.example;'
+        " dmarc=fail header.from=example.com",
+        'x; spf=pass smtp.mailfrom="y;dmarc=pass header.from=example.com"@attacker.example',
+        OWN_AR_FOR_QUOTED_MAILFROM,
+        # escaped quotes do not end the quoted-string
+        'x; spf=pass smtp.mailfrom="a\\";dmarc=pass header.from=example.com;\\""@attacker.example',
+        # nor does a ';' in a quoted reason, and a property named inside it is not a property
+        'x; dkim=fail reason="b;dmarc=pass header.from=example.com" header.d=example.com',
+        'x; dmarc=pass header.from=other.example reason="y header.from=example.com"',
+        'x; dmarc=pass header.from=other.example comment="header.from=example.com"',
+        # comments nest at any depth
+        "x; dkim=fail (a (b (c (d; dmarc=pass header.from=example.com) c) b) a) header.d=example.com",
+        "x; dkim=fail (a \\) ; dmarc=pass header.from=example.com) header.d=example.com",
+        # a value written as one quoted-string names no domain
+        'x; dmarc=pass header.from="example.com"',
+        'x; spf=pass smtp.mailfrom="bounce@example.com"',
+        # malformed: vouches for nothing (fail closed)
+        'x; dmarc=pass header.from=example.com; spf=pass smtp.mailfrom="a',
+        "x; dmarc=pass header.from=example.com; spf=pass (unterminated",
+        "x; dmarc=pass header.from=example.com header.from=other.example",
+        "x; dmarc=pass header.from=other.example header.from=example.com",
+        "x; dmarc=pass header.from=example.com; dkim=pass header.d=a\\b",
+        "x; dmarc=pass header.from=example.com) (",
+        "x; dmarc=pass header.from=example.com; spf = pass smtp.mailfrom=example.com",
+        "x; dmarc=pass header.from=example.com\x0b",
+        "x; dmarc=pass header.from=example.com@",
+        "x; dmarc=pass header.from=a@b@example.com",
+    ],
+)
+def test_aar_vouches_only_for_what_is_written_outside_quotes_and_comments(aar: str) -> None:
+    """Hole: the AAR was split on every ';', inside quoted-strings and comments too, so a trusted
+    sealer honestly recording an SPF pass for the attacker's quoted MAIL FROM vouched for the
+    domain the attacker named inside the quotes."""
+    assert aar_vouches(aar, "example.com") is False
+
+
+@pytest.mark.parametrize(
+    "aar",
+    [
+        'x; spf=pass smtp.mailfrom="a b;c"@example.com',
+        'x; spf=pass smtp.mailfrom="a@victim.example"@news.example.com',
+        'x; dkim=pass reason="ok; fine" header.d=example.com header.b=ab/cd+e=',
+        "x 1; dmarc=pass (p=reject; dis=none) header.from=example.com",
+        "x; none; dmarc=pass header.from=example.com.",
+        "i.example; dkim=pass header.i=@EXAMPLE.COM; spf=pass smtp.mailfrom=example.com",
+        "x; dmarc=pass action=none header.from=example.com;compauth=pass reason=100",
+        "x; arc=pass (i=1 spf=fail; dkim=pass (a; b)) smtp.remote-ip=2001:db8::1;"
+        " dmarc=pass header.from=example.com",
+    ],
+)
+def test_aar_still_vouches_for_a_pass_written_plainly(aar: str) -> None:
+    assert aar_vouches(aar, "example.com") is True
+
+
+def test_a_cut_aar_does_not_vouch_with_its_last_result() -> None:
+    """arc.py keeps MAX_AAR_CHARS of an AAR: header.d=example.com.evil.example cut after
+    example.com must not read as example.com."""
+    from mailpolicy.auth.arc import MAX_AAR_CHARS
+
+    head = 'x; spf=fail smtp.mailfrom="' + "a" * 100 + '"@attacker.example; dkim=pass header.d='
+    pad = MAX_AAR_CHARS - len(head) - len("example.com")
+    text = head.replace("a" * 100, "a" * (100 + pad)) + "example.com"
+    assert len(text) == MAX_AAR_CHARS
+    assert aar_vouches(text, "example.com") is False
+    assert aar_vouches(text[:-1] + "m", "example.com") is False
+    # an earlier result is read; the quoted-string the cut left open is not
+    vouched = ('x; dmarc=pass header.from=example.com; spf=fail smtp.mailfrom="' + "a" * MAX_AAR_CHARS)[
+        :MAX_AAR_CHARS
+    ]
+    assert len(vouched) == MAX_AAR_CHARS and vouched.count('"') == 1
+    assert aar_vouches(vouched, "example.com") is True
+    assert aar_vouches("x; dmarc=pass header.from=example.com", "example.com") is True  # not cut
+
+
+def test_the_override_is_not_granted_on_the_quoted_mailfrom_of_a_trusted_aar() -> None:
+    cfg = dmarc_cfg(trusted_arc_sealers=["lists.example.org"])
+    chain = Arc("pass", ["lists.example.org"], [OWN_AR_FOR_QUOTED_MAILFROM])
+    d = run(failing_txn(arc=chain), cfg)
+    assert (d.action, d.override) == (Action.REJECT, None)
+    honest = Arc("pass", ["lists.example.org"], ['x; spf=pass smtp.mailfrom="a;b"@example.com'])
+    assert run(failing_txn(arc=honest), cfg).override == "trusted_forwarder"
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _comment(text: str) -> str:
+    return "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+
+_INSIDE = st.lists(
+    st.one_of(
+        st.text(max_size=12),
+        st.sampled_from(
+            [";", " ", "dmarc=pass", "dkim=pass", "spf=pass", "header.from=", "header.d=", "header.i=@",
+             "smtp.mailfrom=", "victim.example", "@victim.example", '"', "\\", "(", ")",
+             "; dmarc=pass header.from=victim.example"]
+        ),
+    ),
+    max_size=10,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    _INSIDE,
+    _INSIDE,
+    st.sampled_from(["spf", "dkim", "dmarc"]),
+    st.sampled_from(["", "; dmarc=fail header.from=victim.example", "; dkim=pass header.d=attacker.example"]),
+)
+def test_a_domain_named_only_inside_quotes_or_comments_is_never_vouched_for(
+    inside: str, comment: str, method: str, tail: str
+) -> None:
+    """Property: whatever a quoted-string in smtp.mailfrom (or a reason, or a comment) holds,
+    the AAR never vouches for a domain named only in there."""
+    for aar in (
+        f"sealer.example; spf=pass smtp.mailfrom={_quoted(inside)}@attacker.example{tail}",
+        f"sealer.example; spf=pass smtp.mailfrom={_quoted(inside)}{tail}",
+        f"sealer.example; {method}=pass reason={_quoted(inside)} header.d=attacker.example{tail}",
+        f"sealer.example; {method}=pass {_comment(comment)} header.from=attacker.example{tail}",
+        f"sealer.example {_comment(comment)}; {method}=pass smtp.mailfrom={_quoted(inside)}@a.example{tail}",
+    ):
+        assert aar_vouches(aar, "victim.example") is False, aar
