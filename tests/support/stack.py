@@ -459,14 +459,19 @@ class Stack:
         self.postfix = Postfix(self.dir, self.milter.socket, main)
 
     def start(self) -> Stack:
-        if self.sink is not None:
-            self.sink.start()
-        self.milter.start()
+        """Start all three, or none: whatever started is stopped when a later one fails."""
         try:
+            if self.sink is not None:
+                self.sink.start()
+            self.milter.start()
             self.postfix.start()
         except Exception:
             self.postfix.stop()
-            self.milter.stop()
+            try:
+                self.milter.stop()
+            finally:
+                if self.sink is not None:
+                    self.sink.stop()
             raise
         return self
 

@@ -224,7 +224,10 @@ def _count(n: int, word: str) -> str:
 def input_summary(doc: dict[str, Any], seen: Seen | None, given: dict[str, str] | None = None) -> str | None:
     """What was read when the report has no event, or None when it has some: nothing read, events
     read but all filtered out, or lines read but none an event (malformed, diagnostics...).
-    ``given``: ``--since`` / ``--until`` as typed, shown next to the time they mean."""
+    ``given``: ``--since`` / ``--until`` as typed, shown next to the time they mean. Words agree
+    with the counts (``1 event``, ``2 events``)."""
+    from mailpolicy.report.tables import plural
+
     inp = doc["input"]
     if inp["events"]:
         return None
@@ -241,21 +244,25 @@ def input_summary(doc: dict[str, Any], seen: Seen | None, given: dict[str, str] 
             if flt[k]
         ]
         by += [f"--host {h}" for h in flt["hosts"]]
-        text = f"{_count(inp['filtered_out'], 'events')} read, all filtered out by {' '.join(by)}"
+        n = inp["filtered_out"]
+        text = f"{plural(n, 'event')} read, {'' if n == 1 else 'all '}filtered out by {' '.join(by)}"
         if seen is not None and seen.first:
-            text += f"; the events read are from {seen.first} to {seen.last}"
+            if seen.events == 1:
+                text += f"; the event read is from {seen.first}"
+            else:
+                text += f"; the events read are from {seen.first} to {seen.last}"
             text += f" (hosts: {_listed(seen.hosts, seen.capped)})"
         return text
+    unsupported = sum(inp["unsupported_schema"].values())
+    unknown = sum(inp["unknown_event_types"].values())
     parts = [
-        (inp["malformed_lines"], "malformed"),
-        (inp["non_event_lines"], 'diagnostics (no "event")'),
-        (sum(inp["unsupported_schema"].values()), "events of an unsupported schema"),
-        (sum(inp["unknown_event_types"].values()), "events of an unknown type"),
-        (inp["blank_lines"], "blank"),
+        (inp["malformed_lines"], _count(inp["malformed_lines"], "malformed")),
+        (inp["non_event_lines"], _count(inp["non_event_lines"], 'diagnostics (no "event")')),
+        (unsupported, f"{plural(unsupported, 'event')} of an unsupported schema"),
+        (unknown, f"{plural(unknown, 'event')} of an unknown type"),
+        (inp["blank_lines"], _count(inp["blank_lines"], "blank")),
     ]
-    text = f"no events: {_count(inp['lines'], 'lines')} read: " + ", ".join(
-        f"{n:,} {word}" for n, word in parts if n
-    )
+    text = f"no events: {plural(inp['lines'], 'line')} read: " + ", ".join(words for n, words in parts if n)
     if inp["malformed_examples"]:
         ex = inp["malformed_examples"][0]
         text += f"; first malformed: {ex['source']} line {ex['line']}: {ex['error']}"

@@ -16,17 +16,29 @@ What the numbers mean, per transaction (README.md, "What the report says"):
   FROM, at the end of the message, or every recipient at RCPT, which the milter writes as such an
   outcome too); all its recipients are refused. An enforce-mode policy that refused only some
   recipients at RCPT refused those (``rcpt_rejected``); the message went to the others.
+- **delivered today**: the outcome is ``accepted`` or ``quarantined`` (see :func:`delivered_today`).
+  Neither refused today nor delivered: ``aborted`` (the client sent RSET or QUIT or went away, or
+  the MTA itself refused every recipient, so ``rcpt_count`` may be 0), or no outcome this report
+  knows. Nothing of such a transaction was delivered, so enforcing cannot lose it.
 - **would refuse** (a policy's ``would_refuse``, ``would_refuse_recipients``, its ``affected``): a
   monitor-mode decision whose action is reject or tempfail, what the decision says whatever the
-  other policies did (as ``mailpolicy status`` counts it), with the recipients the message still had
-  after RCPT.
-- **lost** (``combined.lost``, ``lost_by_policy``, a host's ``would_lose``, the TLS floor
-  simulation's ``with_require_starttls.lost``): what switching would newly refuse. A transaction a
-  monitor-mode policy would refuse, unless it was refused today (see :func:`refused_today`), with
-  the recipients it still had after RCPT: those refused at RCPT are refused today, not lost. So a
-  policy's ``lost_by_policy`` is its ``would_refuse`` less the transactions refused today.
+  other policies did and whatever became of the transaction (as ``mailpolicy status`` counts it),
+  with the recipients the message still had after RCPT. ``would_refuse_aborted``: the part of it
+  that was not delivered today and not refused today either.
+- **lost** (``combined.lost``, ``lost_by_policy``, a host's ``would_lose``, the daily ``lost``, the
+  TLS floor simulation's ``with_require_starttls.lost``): what switching would newly refuse. A
+  transaction delivered today that a monitor-mode policy would refuse, with the recipients it still
+  had after RCPT: those refused at RCPT are refused today, not lost. So a policy's
+  ``lost_by_policy`` is its ``would_refuse`` less the transactions refused today and less
+  ``would_refuse_aborted``.
 - **only by it** (``lost_only_by_policy``): the lost transactions that one monitor-mode policy alone
-  would refuse: what staying in monitor mode keeps of that policy's loss."""
+  would refuse: what staying in monitor mode keeps of that policy's loss.
+- **kept** by an exemption from a policy (``PolicyStats.kept``, the suggestions): the mail that
+  policy alone keeps from delivery. A transaction delivered today that the policy would refuse
+  (monitor mode: its loss, recipients as for lost), or one the policy refused (enforce mode, applied)
+  when no other enforce-mode decision of the transaction refuses, and the transaction was refused
+  today or delivered (refused for some recipients at RCPT only). Never mail another enforce-mode
+  policy refuses anyway, nor mail that was not delivered for another reason (aborted)."""
 
 from __future__ import annotations
 
@@ -64,6 +76,9 @@ AUTH, UNAUTH, UNKNOWN = 1, 2, 3  # indexes into the per-key counter lists (see _
 RCPTS = 4  # offset of the recipient counts in those lists: [txns, auth, unauth, unknown, rcpts, ...]
 REFUSING = ("reject", "tempfail")
 REFUSED_OUTCOMES = frozenset(("rejected", "tempfailed"))  # the transaction was refused as a whole
+DELIVERED_OUTCOMES = frozenset(("accepted", "quarantined"))  # the message was delivered
+# What became of a transaction (see outcome_class): the index of Combo.tables.
+DELIVERED, REFUSED, ABORTED = 0, 1, 2
 TLS_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
 FLOORS = ("TLSv1.2", "TLSv1.3")
 PLAINTEXT = "plaintext"
@@ -99,11 +114,25 @@ def refused_today(outcome: str | None) -> bool:
     return outcome in REFUSED_OUTCOMES
 
 
+def delivered_today(outcome: str | None) -> bool:
+    """Whether the message was delivered today (outcome accepted or quarantined): only such mail
+    can be lost by switching a policy to enforce. The hot path inlines this."""
+    return outcome in DELIVERED_OUTCOMES
+
+
+def outcome_class(outcome: str | None) -> int:
+    """DELIVERED (:func:`delivered_today`), REFUSED (:func:`refused_today`), else ABORTED: the
+    client or the MTA gave up (outcome aborted), or an outcome this report does not know."""
+    if outcome in DELIVERED_OUTCOMES:
+        return DELIVERED
+    return REFUSED if outcome in REFUSED_OUTCOMES else ABORTED
+
+
 def recipients(rcpt_count: int, rcpt_rejected: int, outcome: str | None, monitor: bool) -> int:
     """The recipients a refusal of one transaction concerns. A monitor-mode decision that would
     refuse the transaction would refuse the recipients it still had after RCPT: ``rcpt_count`` minus
-    those an enforce-mode policy already refused at RCPT; they are lost unless the transaction was
-    refused today as a whole (:func:`refused_today`). An enforce-mode refusal refused all of a
+    those an enforce-mode policy already refused at RCPT; they are lost when the transaction was
+    delivered today (:func:`delivered_today`). An enforce-mode refusal refused all of a
     transaction refused as a whole (outcome rejected or tempfailed), else only the recipients
     refused at RCPT (the others were delivered). The hot path inlines this."""
     if monitor:
@@ -406,8 +435,13 @@ class PolicyStats:
     would: Counter[str] = field(default_factory=Counter)  # monitor mode: action -> count
     applied: Counter[str] = field(default_factory=Counter)  # enforce mode, applied: action -> count
     would_recipients: int = 0  # recipients of the transactions monitor mode would refuse
+    # of those, the transactions neither delivered nor refused today (aborted), and their recipients
+    would_aborted: int = 0
+    would_aborted_recipients: int = 0
     refused_recipients: int = 0  # recipients enforce mode refused (see recipients())
     affected: Affected = field(default_factory=lambda: Affected({}))
+    # what an exemption from the policy would keep (see the module docstring): the suggestions
+    kept: Affected = field(default_factory=lambda: Affected({}))
     # day -> [transactions, would refuse, refused, recipients, would refuse rcpts, refused rcpts]
     daily: dict[str, list[int]] = field(default_factory=dict)
     overrides: Counter[str] = field(default_factory=Counter)  # override reason -> transactions
@@ -432,6 +466,8 @@ class PolicyStats:
             "would_refuse": would,
             "would_refuse_share": _share(would, seen),
             "would_refuse_recipients": self.would_recipients,
+            "would_refuse_aborted": self.would_aborted,
+            "would_refuse_aborted_recipients": self.would_aborted_recipients,
             "rejected": self.applied["reject"],
             "tempfailed": self.applied["tempfail"],
             "quarantined": self.applied["quarantine"],
@@ -462,9 +498,9 @@ class PolicyStats:
 @dataclass
 class FloorStats:
     """What raising the MTA's TLS floor to ``floor`` would do: clients below it fail the
-    handshake and (usually) retry in plaintext; with require_starttls enforced, that mail is lost,
-    except what a require_starttls exemption keeps and what enforce mode refuses today (see
-    :func:`refused_today`): neither is lost by the switch."""
+    handshake and (usually) retry in plaintext; with require_starttls enforced, that mail is lost
+    when it was delivered today (see :func:`delivered_today`: mail enforce mode refused today or
+    that was aborted is not lost by the switch), except what a require_starttls exemption keeps."""
 
     floor: str
     sessions: int = 0
@@ -476,11 +512,11 @@ class FloorStats:
     kept_exempt: Counter[str] = field(default_factory=Counter)
 
     def add(
-        self, ip: str, domain: str, state: int, exempt: str | None, refused: bool, n: int, r: int
+        self, ip: str, domain: str, state: int, exempt: str | None, delivered: bool, n: int, r: int
     ) -> None:
         """``n`` transactions of ``r`` recipients (those left after RCPT) below the floor;
-        ``refused``: refused today as a whole."""
-        lost = exempt is None and not refused
+        ``delivered``: delivered today."""
+        lost = exempt is None and delivered
         for row in (self.transactions, self.lost) if lost else (self.transactions,):
             row[0] += n
             row[state] += n
@@ -490,7 +526,7 @@ class FloorStats:
         _bump(self.domains, domain, state, n, r)
         if lost:
             _bump(self.lost_clients, ip, state, n, r)
-        elif exempt is not None and not refused:
+        elif exempt is not None and delivered:
             self.kept_exempt[exempt] += n
 
     def result(self, top: int, names: dict[str, str]) -> dict[str, Any]:
@@ -541,20 +577,21 @@ class Combo:
     once when the combination is first seen."""
 
     pid: int
-    # The Affected tables a transaction is counted in: those of the policies that refuse or would
-    # refuse, each with True when it is an enforce-mode policy that refused (applied), False for a
-    # monitor-mode one that would refuse; then the combined scenario's (False) when a monitor-mode
-    # policy would refuse. Empty when no policy refuses or would.
-    acting: tuple[tuple[Affected, bool], ...]
-    # ``acting`` without the combined scenario's table: for a transaction refused today as a whole
-    # (see refused_today), which switching cannot lose.
-    acting_refused: tuple[tuple[Affected, bool], ...]
+    # By what became of the transaction (DELIVERED, REFUSED, ABORTED; see outcome_class), the
+    # Affected tables it is counted in: those of the policies that refuse or would refuse, each
+    # with True when it is an enforce-mode policy that refused (applied), False for a monitor-mode
+    # one that would refuse; then the ``kept`` tables of the policies an exemption would keep it
+    # from (see the module docstring); then, delivered, the combined scenario's (False) when a
+    # monitor-mode policy would refuse. All empty when no policy refuses or would.
+    tables: tuple[tuple[tuple[Affected, bool], ...], ...]
     lost_by: tuple[str, ...]  # monitor-mode policies that would refuse
     enforced: bool  # an enforce-mode policy refused (applied)
     starttls_exempt: str | None
     # the dmarc policy refuses (False) or would refuse (True) a DMARC fail (a sealer could vouch);
     # None when it does neither
     dmarc_fail: bool | None
+    # by outcome class: whether trusting a sealer (an exemption from dmarc) would keep that fail
+    dmarc_kept: tuple[bool, ...]
     overridden: bool  # a decision has an override (see Aggregator.overrides_by)
 
 
@@ -648,8 +685,8 @@ class Aggregator:
         self._by_decisions: dict[tuple[tuple[str, PolicyRec], ...], Combo] = {}
         self._combo_ids: dict[tuple[tuple[str, PolicyRec], ...], int] = {}
         self._combo_items: list[tuple[tuple[str, PolicyRec], ...]] = []
-        # combinations a monitor-mode policy would refuse: lost in the combined scenario unless
-        # refused today (the outcome, in the key of ``decisions``)
+        # combinations a monitor-mode policy would refuse: lost in the combined scenario when
+        # delivered today (the outcome, in the key of ``decisions``)
         self._lost_pids: set[int] = set()
         # (tls version, cipher) -> [transactions]
         self.txns: dict[tuple[str, str | None], list[int]] = {}
@@ -657,19 +694,20 @@ class Aggregator:
         self.conns: dict[tuple[str, str, str, str | None], ConnRow] = {}
         self.names: dict[str, str] = {}  # client IP -> first client name seen, for affected clients
         self.affected: dict[str, Affected] = {}
+        self.kept: dict[str, Affected] = {}  # policy -> what an exemption from it would keep
         self.combined = Affected(self.names)  # the lost transactions
         # policy -> [transactions, recipients] lost that it alone / it (among others) would refuse
         self.combined_solely: dict[str, list[int]] = {}
         self.combined_policies: dict[str, list[int]] = {}
         # (ip, version) -> sessions below TLS 1.2
         self.legacy_sessions: dict[tuple[str, str], int] = {}
-        # (version, ip, sender domain, auth state, require_starttls exemption, refused today) ->
+        # (version, ip, sender domain, auth state, require_starttls exemption, delivered today) ->
         # [transactions, recipients] below the highest simulated floor
         self.below: dict[tuple[str, str, str, int, str | None, bool], list[int]] = {}
-        # DMARC failures the dmarc policy refuses or would refuse that came with a valid ARC chain:
-        # (newest sealer, sender domain) -> [transactions, recipients], and (newest sealer, an
-        # earlier sealer of the chain) -> transactions; the trusted_arc_sealers suggestions (see
-        # suggest.py)
+        # DMARC failures the dmarc policy refuses or would refuse that came with a valid ARC chain,
+        # that trusting a sealer would keep (see Combo.dmarc_kept): (newest sealer, sender domain) ->
+        # [transactions, recipients], and (newest sealer, an earlier sealer of the chain) ->
+        # transactions; the trusted_arc_sealers suggestions (see suggest.py)
         self.arc_refused: dict[tuple[str, str], list[int]] = {}
         self.arc_earlier: dict[tuple[str, str], int] = {}
         # (policy, override reason, details.override_by) -> [transactions, recipients]
@@ -843,24 +881,44 @@ class Aggregator:
         lost_by = tuple(k for k, d in acting if d.mode == "monitor")
         if lost_by:
             self._lost_pids.add(pid)
+        # Every enforce-mode decision that refuses, applied or not (only the strongest is applied;
+        # the others would refuse without it), also of the policies --policy leaves out.
+        enforcing = [k for k, d in decoded.items() if d.mode == "enforce" and d.action in REFUSING]
         rs = decoded.get("require_starttls")
         dmarc_fail = next(
             (d.mode == "monitor" for k, d in acting if k == "dmarc" and d.result == "fail"), None
         )
         overridden = any(d.override is not None for _, d in items)
-        affected = self.affected
+        affected, kept = self.affected, self.kept
         tables = tuple(
             (affected.get(k) or affected.setdefault(k, Affected(self.names)), d.mode != "monitor")
             for k, d in acting
         )
+
+        def keeps(k: str, d: PolicyRec, outcome: int) -> bool:
+            """Whether an exemption from ``k`` would keep a transaction of that outcome class."""
+            if d.mode == "monitor":
+                return outcome == DELIVERED
+            return outcome != ABORTED and enforcing == [k]
+
+        by_outcome = []
+        for outcome in (DELIVERED, REFUSED, ABORTED):
+            kept_tables = tuple(
+                (kept.get(k) or kept.setdefault(k, Affected(self.names)), d.mode != "monitor")
+                for k, d in acting
+                if keeps(k, d, outcome)
+            )
+            lost = ((self.combined, False),) if lost_by and outcome == DELIVERED else ()
+            by_outcome.append((*tables, *kept_tables, *lost))
+        dmarc = next((d for k, d in acting if k == "dmarc"), None)
         return Combo(
             pid,
-            (*tables, (self.combined, False)) if lost_by else tables,
-            tables,
+            tuple(by_outcome),
             lost_by,
             any(d.mode != "monitor" for _, d in acting),
             rs.exempt if rs is not None else None,
             dmarc_fail,
+            tuple(dmarc is not None and keeps("dmarc", dmarc, o) for o in (DELIVERED, REFUSED, ABORTED)),
             overridden,
         )
 
@@ -882,19 +940,24 @@ class Aggregator:
         # line malformed, never half-counted.
         vouched = self._vouched(policies) if combo.overridden else ()
         below = version in BELOW_TOP
-        if combo.acting or below:
+        acting = combo.tables[DELIVERED]  # empty when no policy refuses or would
+        if acting or below:
             # Who is affected: one key per (client, sender domain, auth state).
             ip = ev.client_ip or UNKNOWN_CLIENT
             sender = ev.header_from_domain
             sender = sender.lower() if sender else sender_domain(ev)
             state = AUTH if ev.authenticated else self._auth_state(ev)
-            refused = ev.outcome in REFUSED_OUTCOMES  # refused_today, inlined
-            if combo.acting:
-                self._acting(ev, combo, (ip, sender, state), rc, rr, live, refused)
+            outcome = ev.outcome
+            if outcome in DELIVERED_OUTCOMES:  # outcome_class, inlined
+                cls = DELIVERED
+            else:
+                cls = REFUSED if outcome in REFUSED_OUTCOMES else ABORTED
+            if acting:
+                self._acting(ev, combo, (ip, sender, state), rc, rr, live, cls)
             if ip not in self.names:
                 self.names[ip] = ev.client_name or ""
             if below:
-                bkey = (version, ip, sender, state, combo.starttls_exempt, refused)
+                bkey = (version, ip, sender, state, combo.starttls_exempt, cls == DELIVERED)
                 row = self.below.get(bkey)  # _pair, inlined
                 if row is None:
                     self.below[bkey] = [1, live]
@@ -945,18 +1008,18 @@ class Aggregator:
         rc: int,
         rr: int,
         live: int,
-        refused: bool,
+        cls: int,
     ) -> None:
-        """A transaction that policies refuse or would refuse, from ``who``: counted per policy and,
-        unless it was ``refused`` today as a whole (see :func:`refused_today`), as lost in the
-        combined scenario (``combo.acting``: a row in ``counts`` and one in ``paths`` of each
-        Affected table, ``_pair`` inlined), by how the mail came. A monitor-mode policy's table
-        counts the recipients the message had after RCPT (``live``), an enforce-mode one's those it
-        refused."""
+        """A transaction that policies refuse or would refuse, from ``who``, of outcome class
+        ``cls`` (see :func:`outcome_class`): counted per policy, in what exemptions would keep and,
+        when it was delivered today, as lost in the combined scenario (``combo.tables[cls]``: a row
+        in ``counts`` and one in ``paths`` of each Affected table, ``_pair`` inlined), by how the
+        mail came. A monitor-mode policy's table counts the recipients the message had after RCPT
+        (``live``), an enforce-mode one's those it refused."""
         path, chain = self._mail_path(ev)
-        acting = combo.acting_refused if refused else combo.acting
+        acting = combo.tables[cls]
         # recipients an enforce-mode refusal refused (see recipients())
-        whole = (rc if refused else rr) if combo.enforced else live
+        whole = (rc if cls == REFUSED else rr) if combo.enforced else live
         for aff, enforced in acting:
             r = whole if enforced else live
             row = aff.counts.get(who)
@@ -972,12 +1035,12 @@ class Aggregator:
                 row[0] += 1
                 row[1] += r
         lost_by = combo.lost_by
-        if lost_by and not refused:
+        if lost_by and cls == DELIVERED:
             if len(lost_by) == 1:
                 _pair(self.combined_solely, lost_by[0], live)
             for name in lost_by:
                 _pair(self.combined_policies, name, live)
-        if combo.dmarc_fail is not None and path[0] == FORWARDED_ARC:
+        if combo.dmarc_fail is not None and path[0] == FORWARDED_ARC and combo.dmarc_kept[cls]:
             self._arc_refused(path[1], who[1], chain, live if combo.dmarc_fail else whole)
 
     def _auth_state(self, ev: Event) -> int:
@@ -1007,12 +1070,12 @@ class Aggregator:
 
     # ---- output ----
 
-    def _by_day(self) -> dict[tuple[str, int, bool], list[int]]:
-        """``decisions`` without the host: (day, policy combination, refused as a whole) ->
+    def _by_day(self) -> dict[tuple[str, int, int], list[int]]:
+        """``decisions`` without the host: (day, policy combination, outcome class) ->
         [transactions, rcpt_count, rcpt_rejected]."""
-        out: dict[tuple[str, int, bool], list[int]] = {}
+        out: dict[tuple[str, int, int], list[int]] = {}
         for (_, day, pid, outcome), t in self.decisions.items():
-            row = out.setdefault((day, pid, outcome in REFUSED_OUTCOMES), [0, 0, 0])
+            row = out.setdefault((day, pid, outcome_class(outcome)), [0, 0, 0])
             row[0] += t.n
             row[1] += t.rc
             row[2] += t.rr
@@ -1020,9 +1083,9 @@ class Aggregator:
 
     def policy_stats(self) -> dict[str, PolicyStats]:
         out: dict[str, PolicyStats] = {}
-        for (day, pid, whole), (n, rc, rr) in self._by_day().items():
+        for (day, pid, cls), (n, rc, rr) in self._by_day().items():
             for name, d in self._combo_items[pid]:
-                self._add_decision(out, name, day, d, n, rc, rc if whole else rr, rc - rr)
+                self._add_decision(out, name, day, d, n, rc, rc if cls == REFUSED else rr, rc - rr, cls)
         for (name, reason, by), nr in self.overrides_by.items():
             if name in out:
                 out[name].overrides_by[(reason, by)] = nr
@@ -1038,12 +1101,18 @@ class Aggregator:
         rc: int,
         refused_r: int,
         live: int,
+        cls: int,
     ) -> None:
-        """``n`` transactions with ``rc`` recipients, ``refused_r`` of them refused and ``live`` still
-        there after RCPT (see :func:`recipients`), that ``name`` decided ``d``."""
+        """``n`` transactions of outcome class ``cls`` with ``rc`` recipients, ``refused_r`` of them
+        refused and ``live`` still there after RCPT (see :func:`recipients`), that ``name`` decided
+        ``d``."""
         ps = out.get(name)
         if ps is None:
-            ps = out[name] = PolicyStats(name, affected=self.affected.get(name) or Affected(self.names))
+            ps = out[name] = PolicyStats(
+                name,
+                affected=self.affected.get(name) or Affected(self.names),
+                kept=self.kept.get(name) or Affected(self.names),
+            )
         ps.transactions += n
         ps.recipients += rc
         ps.modes[d.mode] += n
@@ -1065,6 +1134,9 @@ class Aggregator:
                 row[1] += n
                 row[4] += live
                 ps.would_recipients += live
+                if cls == ABORTED:
+                    ps.would_aborted += n
+                    ps.would_aborted_recipients += live
         elif d.applied:
             ps.applied[d.action] += n
             if d.action in REFUSING:
@@ -1127,7 +1199,7 @@ class Aggregator:
                 refused_r = rc
             else:
                 refused_r = rr
-                if pid in lost_pids:
+                if pid in lost_pids and outcome in DELIVERED_OUTCOMES:  # see delivered_today
                     row[1] += n
                     row[4] += rc - rr
                     h.would_lose += n
@@ -1302,11 +1374,11 @@ class Aggregator:
         for (ip, version), n in self.legacy_sessions.items():
             legacy.setdefault(ip, [0, 0])[0] += n
             legacy_versions.setdefault(ip, set()).add(version)
-        for (version, ip, domain, state, exempt, refused), (n, r) in self.below.items():
+        for (version, ip, domain, state, exempt, delivered), (n, r) in self.below.items():
             rank = TLS_RANK[version]
             for f in floors.values():
                 if rank < TLS_RANK[f.floor]:
-                    f.add(ip, domain, state, exempt, refused, n, r)
+                    f.add(ip, domain, state, exempt, delivered, n, r)
             if version in LEGACY:
                 legacy.setdefault(ip, [0, 0])[1] += n
                 legacy_versions.setdefault(ip, set()).add(version)

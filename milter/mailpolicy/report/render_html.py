@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from mailpolicy.report import lookalike, tables
-from mailpolicy.report.render_text import already_refused, no_events
+from mailpolicy.report.render_text import no_events, not_lost
 from mailpolicy.report.tables import Series, clip, msgs_rcpts, num, plural, share
 
 VERSION_COLOURS = {
@@ -422,10 +422,10 @@ def _answer(doc: dict[str, Any]) -> str:
     out.append(
         '<p class="note">would refuse: in monitor mode (action reject or tempfail); refused: in enforce mode;'
         " recipients: theirs; authenticated: affected messages with DMARC pass or aligned DKIM pass; only by"
-        " it: messages / recipients lost only because of this policy (lost and only by it leave out mail"
-        " enforce mode refused today, would refuse counts it). Per day: would refuse (blue), lost"
-        " (black) or refused in enforce mode (grey), each line from 0 to its own peak (at least"
-        f" {tables.MIN_SCALE}).</p>"
+        " it: messages / recipients lost only because of this policy (lost and only by it: mail delivered"
+        " today only, not refused by enforce mode nor aborted; would refuse counts it all). Per day: would"
+        " refuse (blue), lost (black) or refused in enforce mode (grey), each line from 0 to its own peak"
+        f" (at least {tables.MIN_SCALE}).</p>"
     )
     if c["daily"]:
         out.append(details("Numbers per day (messages / recipients)", table(*tables.daily_matrix(doc))))
@@ -460,8 +460,8 @@ def _suggestions(doc: dict[str, Any]) -> str:
     out = ['<section id="suggestions"><h2>Suggested exemptions and trusted ARC sealers']
     if not doc["suggestions_toml"]:
         out.append(
-            "</h2><p>None: no policy refuses or would refuse authenticated mail, nor DMARC failures"
-            " forwarded with a valid ARC chain.</p></section>"
+            "</h2><p>None: no authenticated mail, nor DMARC failure forwarded with a valid ARC chain, that a"
+            " policy alone refuses or would lose.</p></section>"
         )
         return "".join(out)
     out.append(
@@ -469,7 +469,9 @@ def _suggestions(doc: dict[str, Any]) -> str:
         " <code>config/mailpolicy.toml</code></span></h2>"
     )
     if doc["suggestions"]:
-        out.append("<h3>Exemptions: networks whose authenticated mail a policy refuses or would refuse</h3>")
+        out.append(
+            "<h3>Exemptions: networks whose authenticated mail a policy alone refuses or would lose</h3>"
+        )
         out.append(_shown(tables.suggestions(doc), "exemptions"))
     if doc["sealer_suggestions"]:
         out.append("<h3>Trusted ARC sealers (<code>[policies.dmarc] trusted_arc_sealers</code>)</h3>")
@@ -478,8 +480,9 @@ def _suggestions(doc: dict[str, Any]) -> str:
             "taken at its word. List only forwarders you trust with your users' mail.</div>"
         )
         out.append(
-            '<p class="note">Newest sealers of valid ARC chains on DMARC failures the dmarc policy refuses or'
-            " would refuse; upper bounds (a trusted sealer keeps a message only if it recorded a pass).</p>"
+            '<p class="note">Newest sealers of valid ARC chains on DMARC failures the dmarc policy alone'
+            " refuses or would lose; upper bounds (a trusted sealer keeps a message only if it recorded a"
+            " pass).</p>"
         )
         out.append(_shown(tables.sealer_suggestions(doc), "sealers"))
     out.append(details("The suggestions as TOML", f"<pre>{e(doc['suggestions_toml'])}</pre>"))
@@ -549,12 +552,9 @@ def _policy_card(doc: dict[str, Any], p: dict[str, Any]) -> str:
         if name == "dmarc":
             out.append(paths_block(a, "chart-paths-dmarc", "affected mail", compact=True))
     numbers = results
-    already, already_r = already_refused(doc, p)
-    if already:
-        numbers += (
-            f"<p>Of what it would refuse, {e(msgs_rcpts(already, already_r))} refused today by enforce mode"
-            " (not lost by switching).</p>"
-        )
+    parts = not_lost(doc, p)
+    if parts:
+        numbers += f"<p>Of what it would refuse, {e(', '.join(parts))}.</p>"
     if a["transactions"]:
         numbers += table(*tables.affected(a["top_sender_domains"], "domain"))
         numbers += table(*tables.affected(a["top_clients"], "client"))
@@ -587,8 +587,8 @@ def _tls(tls: dict[str, Any]) -> str:
     out.append("<h3>Raising the TLS floor</h3>")
     out.append(
         '<p class="note">Clients below the floor fail the handshake and fall back to plaintext: no mail is'
-        " lost by that alone. With require_starttls also enforced, their mail is lost, except what a"
-        " require_starttls exemption keeps.</p>"
+        " lost by that alone. With require_starttls also enforced, their mail delivered today is lost,"
+        " except what a require_starttls exemption keeps.</p>"
     )
     rows = []
     for fl in tls["floor_simulation"]:

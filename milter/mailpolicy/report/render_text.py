@@ -122,7 +122,8 @@ def answer(doc: dict[str, Any], w: Write) -> None:
     w("  would refuse: in monitor mode (reject or tempfail); refused: in enforce mode; recipients: theirs;")
     w("  authenticated: affected messages with DMARC pass or aligned DKIM pass;")
     w("  only by it: messages / recipients lost only because of this policy (kept if it stays in monitor);")
-    w("  lost and only by it leave out mail enforce mode refused today, would refuse counts it.")
+    w("  lost and only by it: mail delivered today only (not refused by enforce mode, not aborted);")
+    w("  would refuse counts it all.")
     series = tables.daily_series(doc)
     if series[0].dates:
         w("")
@@ -183,7 +184,8 @@ def _combined(doc: dict[str, Any], w: Write) -> None:
     w(f"  policies switched: {', '.join(c['policies']) or '(none in monitor mode)'}")
     w(
         f"  lost: {msgs_rcpts(c['lost'], c['lost_recipients'])},"
-        " each counted once however many policies refuse it, none that enforce mode refused today"
+        " each counted once however many policies refuse it, only mail delivered today (none that"
+        " enforce mode refused, none aborted)"
     )
     w(
         f"  authenticated {num(ca['authenticated'])} / {num(ca['authenticated_recipients'])},"
@@ -210,12 +212,33 @@ def _combined(doc: dict[str, Any], w: Write) -> None:
 
 def already_refused(doc: dict[str, Any], p: dict[str, Any]) -> tuple[int, int]:
     """What policy ``p`` would refuse that enforce mode refused today as a whole (messages,
-    recipients): its would refuse less what it would lose (``lost_by_policy``)."""
+    recipients): its would refuse less what it would lose (``lost_by_policy``) and less what was
+    not delivered anyway (:func:`aborted`)."""
     c = doc["combined"]
+    gone, gone_r = aborted(p)
     return (
-        p["would_refuse"] - c["lost_by_policy"].get(p["name"], 0),
-        p["would_refuse_recipients"] - c["lost_recipients_by_policy"].get(p["name"], 0),
+        p["would_refuse"] - c["lost_by_policy"].get(p["name"], 0) - gone,
+        p["would_refuse_recipients"] - c["lost_recipients_by_policy"].get(p["name"], 0) - gone_r,
     )
+
+
+def aborted(p: dict[str, Any]) -> tuple[int, int]:
+    """What policy ``p`` would refuse that was neither delivered nor refused today (messages,
+    recipients): aborted by the client or the MTA, so not lost by switching."""
+    return p.get("would_refuse_aborted", 0), p.get("would_refuse_aborted_recipients", 0)
+
+
+def not_lost(doc: dict[str, Any], p: dict[str, Any]) -> list[str]:
+    """What policy ``p`` would refuse that switching would not lose, in words: refused today by
+    enforce mode, not delivered anyway (aborted); empty when it is nothing."""
+    already, already_r = already_refused(doc, p)
+    gone, gone_r = aborted(p)
+    out = []
+    if already:
+        out.append(f"{msgs_rcpts(already, already_r)} refused today by enforce mode (not lost by switching)")
+    if gone:
+        out.append(f"{msgs_rcpts(gone, gone_r)} not delivered anyway (aborted)")
+    return out
 
 
 def _policy(doc: dict[str, Any], p: dict[str, Any], w: Write) -> None:
@@ -239,14 +262,11 @@ def _policy(doc: dict[str, Any], p: dict[str, Any], w: Write) -> None:
         f" ({share(p['would_refuse'], p['transactions'])}: reject {num(p['would_reject'])},"
         f" tempfail {num(p['would_tempfail'])}); would quarantine {num(p['would_quarantine'])}"
     )
-    already, already_r = already_refused(doc, p)
-    if already:
+    parts = not_lost(doc, p)
+    if parts:
         c, name = doc["combined"], p["name"]
         lost = msgs_rcpts(c["lost_by_policy"].get(name, 0), c["lost_recipients_by_policy"].get(name, 0))
-        w(
-            f"    of which {msgs_rcpts(already, already_r)} refused today by enforce mode (not lost by"
-            f" switching), {lost} lost if enforced"
-        )
+        w(f"    of which {', '.join(parts)}, {lost} lost if enforced")
     w(
         f"  refused in enforce mode: {msgs_rcpts(p['refused'], p['refused_recipients'])}"
         f" (rejected {num(p['rejected'])}, tempfailed {num(p['tempfailed'])});"
@@ -274,15 +294,15 @@ def _suggestions(doc: dict[str, Any], w: Write) -> None:
     w("== Suggestions ==")
     if not doc["suggestions_toml"]:
         w(
-            "  none: no policy refuses or would refuse authenticated mail, nor DMARC failures forwarded"
-            " with a valid ARC chain."
+            "  none: no authenticated mail, nor DMARC failure forwarded with a valid ARC chain, that a"
+            " policy alone refuses or would lose."
         )
         return
     if doc["suggestions"]:
         w("  Exemptions that would keep authenticated mail while enforcing (a suggestion, not applied):")
         w(_t(tables.suggestions(doc)))
     else:
-        w("  No exemption: no policy refuses or would refuse authenticated mail.")
+        w("  No exemption: no authenticated mail that a policy alone refuses or would lose.")
     if doc["sealer_suggestions"]:
         w(
             "  Trusted ARC sealers that could keep forwarded mail failing DMARC (a suggestion, not"

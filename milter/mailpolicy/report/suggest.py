@@ -5,7 +5,13 @@
 - trusted ARC sealers (``[policies.dmarc] trusted_arc_sealers``): the newest sealers of valid ARC
   chains on DMARC failures that the dmarc policy refuses or would refuse, i.e. forwarded and list
   mail that trusting the forwarder could keep. A trusted sealer can vouch for a spoof, so the
-  snippet says so."""
+  snippet says so.
+
+Every number of mail kept or let through counts only what the exemption (or the trusted sealer)
+would change, ``PolicyStats.kept`` (see the docstring of aggregate.py): mail delivered today that
+the policy would refuse (what enforcing it would lose), or mail the policy alone refused today.
+Never mail another enforce-mode policy refuses anyway, nor mail that was not delivered for another
+reason (aborted)."""
 
 from __future__ import annotations
 
@@ -19,8 +25,8 @@ if TYPE_CHECKING:
     from mailpolicy.report.aggregate import Aggregator, PolicyStats
 
 MIN_AUTH_SHARE = 0.5
-"""A network is suggested only when at least this share of its affected mail is authenticated:
-exempting a network also lets its unauthenticated mail through."""
+"""A network is suggested only when at least this share of the mail exempting it would let through
+(what it keeps) is authenticated: exempting a network also lets its unauthenticated mail through."""
 MAX_NAMES = 5
 """Sender domains and earlier sealers named per suggested sealer."""
 _DOMAIN = re.compile(
@@ -37,15 +43,19 @@ def config_domain(name: str) -> str | None:
 
 
 def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, Any]]:
+    """Suggested ``exempt_networks``: per policy, the networks whose mail an exemption would keep
+    (``PolicyStats.kept``) holds authenticated mail, at least :data:`MIN_AUTH_SHARE` of it; each
+    with what the policy refuses or would refuse from it (``affected``: delivered or not)."""
     out: list[dict[str, Any]] = []
     for name in sorted(policies, key=policy_order):
-        aff = policies[name].affected.tables()
-        total_auth = aff.total[1]
+        kept = policies[name].kept.tables()
+        total_auth = kept.total[1]
         if not total_auth:
             continue
+        affected = policies[name].affected.tables().networks
         candidates = [
             (net, row)
-            for net, row in aff.networks.items()
+            for net, row in kept.networks.items()
             if row[1] > 0 and row[1] / row[0] >= MIN_AUTH_SHARE
         ]
         candidates.sort(key=lambda kv: (-kv[1][1], kv[1][2], kv[0]))
@@ -54,7 +64,7 @@ def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, An
                 {
                     "policy": name,
                     "network": net,
-                    "affected": row[0],
+                    "affected": affected[net][0],
                     "authenticated_kept": row[1],
                     "unauthenticated_let_through": row[2],
                     "unknown_let_through": row[3],
@@ -62,7 +72,7 @@ def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, An
                     "unauthenticated_recipients_let_through": row[RCPTS + 2],
                     "unknown_recipients_let_through": row[RCPTS + 3],
                     "authenticated_share_of_policy": round(row[1] / total_auth, 6),
-                    "client_names": list(aff.network_names.get(net, [])),
+                    "client_names": list(kept.network_names.get(net, [])),
                 }
             )
     return out
@@ -71,9 +81,10 @@ def suggestions(policies: dict[str, PolicyStats], top: int) -> list[dict[str, An
 def sealer_suggestions(agg: Aggregator, stats: dict[str, PolicyStats], top: int) -> list[dict[str, Any]]:
     """Suggested ``trusted_arc_sealers`` for the dmarc policy: the newest sealer of each valid ARC
     chain on a DMARC failure that the policy refuses or would refuse (never mail that was accepted),
-    with the number of such transactions, most first (at most ``top``). A sealer the logs show as
-    trusted already (the ``override_by`` of a ``trusted_forwarder`` override) is left out, and so is
-    a name the configuration would not accept as a domain."""
+    with the number of such transactions that trusting it would keep (``Aggregator.arc_refused``:
+    delivered today, or refused by the dmarc policy alone), most first (at most ``top``). A sealer
+    the logs show as trusted already (the ``override_by`` of a ``trusted_forwarder`` override) is
+    left out, and so is a name the configuration would not accept as a domain."""
     dm = stats.get("dmarc")
     trusted = {by for (reason, by) in dm.overrides_by if reason == "trusted_forwarder"} if dm else set()
     valid: dict[str, str | None] = {}
@@ -142,6 +153,8 @@ def suggestions_toml(
             f"# {period} Each network below sent authenticated mail",
             "# (DMARC pass or aligned DKIM pass) that enforcing the policy would refuse. Exempting it",
             "# keeps that mail but also lets the network's unauthenticated mail through (numbers below).",
+            "# Counted: mail delivered today that the policy would refuse, and mail it alone refused today;",
+            "# not mail another enforced policy refuses anyway, nor mail that was never delivered.",
             "# Merge with any exempt_networks you already have for the policy.",
         ]
     if sealers:
@@ -152,10 +165,12 @@ def suggestions_toml(
             "# A trusted sealer can vouch for a spoof: list only forwarders you trust with your users' mail.",
             *([f"# {period}"] if not items else []),
             "# Each sealer below sealed the newest set of a valid ARC chain on mail that failed DMARC",
-            "# and that the dmarc policy refuses or would refuse. Trusting it keeps such mail only when",
-            "# a trusted set's ARC-Authentication-Results recorded a pass for the author domain, so the",
-            "# counts are upper bounds; when the newest sealer only passed the mail on, the earlier",
-            "# sealers named must be trusted too. Merge with any trusted_arc_sealers you already have.",
+            "# and that the dmarc policy alone refuses, or would refuse and it was delivered today (not",
+            "# mail another enforced policy refuses anyway, nor mail never delivered). Trusting it keeps",
+            "# such mail only when a trusted set's ARC-Authentication-Results recorded a pass for the",
+            "# author domain, so the counts are upper bounds; when the newest sealer only passed the mail",
+            "# on, the earlier sealers named must be trusted too. Merge with any trusted_arc_sealers you",
+            "# already have.",
         ]
     by_policy: dict[str, list[dict[str, Any]]] = {}
     for item in items:
@@ -185,7 +200,7 @@ def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
     rcpts = sum(s["recipients"] for s in sealers)
     head = (
         f"# keeps up to {plural(total, 'DMARC failure')} ({plural(rcpts, 'recipient')}) this policy"
-        " refuses or would refuse (forwarded, valid ARC)"
+        " alone refuses or would lose (forwarded, valid ARC)"
     )
     if len(sealers) == 1:
         return [head, f'trusted_arc_sealers = ["{sealers[0]["sealer"]}"]  # {note(sealers[0])}']
@@ -195,11 +210,11 @@ def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
 def _exemption_lines(rows: list[dict[str, Any]], ps: PolicyStats) -> list[str]:
     kept = sum(r["authenticated_kept"] for r in rows)
     kept_r = sum(r["authenticated_recipients_kept"] for r in rows)
-    total = ps.affected.tables().total
+    total = ps.kept.tables().total
     lines = [
         f"# keeps {kept} of {plural(total[1], 'authenticated transaction')}"
-        f" ({kept_r} of {plural(total[RCPTS + 1], 'recipient')}) this policy refuses"
-        f" or would refuse; lets {sum(r['unauthenticated_let_through'] for r in rows)}"
+        f" ({kept_r} of {plural(total[RCPTS + 1], 'recipient')}) this policy alone refuses"
+        f" or would lose; lets {sum(r['unauthenticated_let_through'] for r in rows)}"
         " unauthenticated through",
         "exempt_networks = [",
     ]

@@ -73,6 +73,8 @@ def test_json_format_is_the_documented_schema(log: Path, tmp_path: Path) -> None
         "would_refuse",
         "would_refuse_share",
         "would_refuse_recipients",
+        "would_refuse_aborted",
+        "would_refuse_aborted_recipients",
         "rejected",
         "tempfailed",
         "quarantined",

@@ -607,7 +607,7 @@ def test_empty_filtered_malformed_and_missing_are_told_apart(
     assert status == 0
     assert err.endswith(
         'mailpolicy report: no events: 4 lines read: 1 malformed, 1 diagnostics (no "event"), '
-        "1 events of an unsupported schema, 1 blank; first malformed: "
+        "1 event of an unsupported schema, 1 blank; first malformed: "
         f"{bad} line 1: JSON is malformed: invalid character (byte 0)\n"
     )
     missing = str(tmp_path / "missing.log")
