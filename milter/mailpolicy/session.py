@@ -14,7 +14,8 @@ The rules:
   could not pass on) is recorded in ``unreadable`` and the checks still run on what is known.
 - **Monitor never touches mail.** Only :func:`mailpolicy.policy.enforceable` decisions refuse,
   tempfail or quarantine; the only other edits are ours: forged Authentication-Results removed,
-  one Authentication-Results header added.
+  one Authentication-Results header added. The one exception, in every mode: a message with more
+  forged Authentication-Results fields than an MTA can remove (:data:`MAX_AR_REMOVALS`) is refused.
 - **Where refusals happen.** A MAIL-stage policy refuses at MAIL FROM, or, when it has
   ``exempt_recipients``, at each RCPT that is not exempt (a transaction whose recipients are all
   exempt is not refused). EOM-stage policies act at end of data, where the message cannot be split:
@@ -51,6 +52,11 @@ log = logging.getLogger("mailpolicy.session")
 _OUTCOME_OF = {Action.REJECT: "rejected", Action.TEMPFAIL: "tempfailed", Action.QUARANTINE: "quarantined"}
 _REFUSALS = (Action.REJECT, Action.TEMPFAIL)
 MAX_HELOS = 20
+MAX_AR_REMOVALS = 1000
+"""Forged A-R fields removed from one message at most: each removal is one header edit, which
+Postfix's cleanup pays for by rescanning the queue file, and past about 10,000 it fails the message
+(451) in any mode. A message with more is refused (the only refusal in monitor mode)."""
+_TOO_MANY_AR = Reply("550", "5.7.1", "Too many Authentication-Results header fields claiming this server")
 
 
 # ---- what the session returns --------------------------------------------------------------
@@ -309,6 +315,9 @@ class Session:
         now = policy.strongest(at_eom)
         if now is not None and now.action in _REFUSALS:
             return EomResponse(self._refuse(txn, now, "eom"))
+        forged = len(txn.message.forged) if txn.message is not None else 0
+        if forged > MAX_AR_REMOVALS and txn.auth is not None and txn.setup.config.auth.enabled:
+            return EomResponse(self._refuse_unremovable(txn, forged))
         edits: list[Edit] = list(self._header_edits(txn))
         if now is not None and now.action is Action.QUARANTINE:
             now.applied = True
@@ -370,6 +379,22 @@ class Session:
         txn.final_action = d.action.value
         self._finish(txn, _OUTCOME_OF[d.action], stage)
         return Response(d.action, d.reply)
+
+    def _refuse_unremovable(self, txn: Transaction, forged: int) -> Response:
+        """More forged A-R fields than the MTA can remove: the one refusal in every mode, since the
+        message cannot be delivered without authentication results under our name that we did not
+        write (no legitimate message carries more than a few: each hop of ours replaces the last)."""
+        metrics.child(metrics.CHECK_ERRORS, "header").inc()
+        log.error(
+            "%d Authentication-Results fields claim our authserv-id, more than the %d an MTA can remove "
+            "from one message: refused (in every mode)",
+            forged,
+            MAX_AR_REMOVALS,
+            extra={"conn_id": self.conn.conn_id, "queue_id": txn.queue_id, "check": "header"},
+        )
+        txn.final_action = Action.REJECT.value
+        self._finish(txn, "rejected", "eom")
+        return Response(Action.REJECT, _TOO_MANY_AR)
 
     def _header_edits(self, txn: Transaction) -> Iterable[Edit]:
         """Remove A-R fields claiming our authserv-id (highest index first: deleting one never

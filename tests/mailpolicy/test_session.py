@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from mailpolicy import config, envelope, events
 from mailpolicy.model import Action
 from mailpolicy.session import (
+    MAX_AR_REMOVALS,
     AddHeader,
     DeleteHeader,
     EomResponse,
@@ -402,6 +403,8 @@ PROPERTY = settings(
 def test_property_monitor_never_refuses_and_edits_only_our_header(
     zone: fakedns.FakeResolver, emitted: list[dict[str, Any]], spec: dict[str, Any]
 ) -> None:
+    """(Its messages carry far fewer than MAX_AR_REMOVALS forged fields: past that a message is
+    refused in every mode, see the test of that below.)"""
     s = session(
         policies={p: {"mode": "monitor"} for p in ("require_starttls", "tls_min_version", "spf", "dmarc")}
     )
@@ -775,3 +778,26 @@ def test_an_over_long_recipient_is_never_exempt(
     assert eom is not None and eom.response == Response()
     _, _, eom = send(d, b"<b@attacker.example>", spoof, (b"<" + b"p" * over + b"@example.net>",))
     assert eom is not None and eom.response.action is Action.REJECT
+
+
+@pytest.mark.parametrize("forged", [MAX_AR_REMOVALS, MAX_AR_REMOVALS + 1])
+def test_more_forged_fields_than_an_mta_can_remove_is_refused_even_in_monitor_mode(
+    zone: fakedns.FakeResolver, emitted: list[dict[str, Any]], forged: int
+) -> None:
+    """Each forged A-R removed is one header edit, and Postfix's cleanup fails a message (451) past
+    about 10,000: up to MAX_AR_REMOVALS all are removed; past it the message is refused, in monitor
+    mode too, rather than delivered with results under our name that we did not write."""
+    extra = [("Authentication-Results", f"{AUTHSERV}; dmarc=pass header.from=good.example")] * forged
+    s = session(policies={"spf": {"mode": "monitor"}, "dmarc": {"mode": "monitor"}})
+    connect(s, ip="198.51.100.7")
+    _, _, eom = send(s, b"<alice@good.example>", message(extra=extra))
+    assert eom is not None
+    rec = emitted[-1]
+    if forged <= MAX_AR_REMOVALS:
+        assert eom.response.action is Action.CONTINUE
+        assert sum(isinstance(e, DeleteHeader) for e in eom.edits) == forged
+        assert rec["outcome"] == "accepted" and rec["authres_removed"] == forged
+    else:
+        assert eom.response.action is Action.REJECT and eom.edits == ()
+        assert eom.response.reply is not None and eom.response.reply.code == "550"
+        assert (rec["outcome"], rec["stage"], rec["final_action"]) == ("rejected", "eom", "reject")
