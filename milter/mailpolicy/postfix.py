@@ -6,16 +6,18 @@ a ``postconf`` that fails or hangs. Never an error of its own."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import PurePosixPath
 
 POSTCONF_TIMEOUT = 5.0
+SBIN = "/usr/sbin:/sbin"  # where postconf is when PATH has no sbin (an admin's own account)
 
 
 def postconf(*args: str) -> str | None:
     """``postconf ARGS`` standard output, or None when there is no postconf or it fails."""
-    exe = shutil.which("postconf")
+    exe = shutil.which("postconf") or shutil.which("postconf", path=SBIN)
     if exe is None:
         return None
     try:
@@ -44,25 +46,45 @@ def chrooted_smtpd(master: str) -> list[str]:
     return found
 
 
+def _milter_names(master: str) -> str:
+    """Postfix's ``smtpd_milters`` as smtpd uses it: the main.cf value (expanded) and any
+    ``-o smtpd_milters=...`` override of an smtpd service in master.cf."""
+    names = [postconf("-hx", "smtpd_milters") or ""]
+    for line in master.splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and PurePosixPath(fields[7]).name == "smtpd":
+            names += [f.partition("=")[2] for f in fields[8:] if f.startswith("smtpd_milters=")]
+    return " ".join(names)
+
+
 def chroot_note(socket_path: str | None) -> str | None:
-    """A warning when Postfix runs smtpd chrooted and the milter's unix socket is outside the
-    chroot (the queue directory): smtpd then cannot reach it and applies milter_default_action to
-    every message (tempfail by default, or no checks at all with accept)."""
+    """A warning when Postfix cannot reach the milter's unix socket as it is configured: smtpd runs
+    chrooted and the socket is outside the chroot (the queue directory), or ``smtpd_milters`` does
+    not name the socket as smtpd sees it (inside a chroot: the path under the queue directory).
+    Either way smtpd applies milter_default_action to every message (tempfail by default, or no
+    checks at all with accept), or never asks the milter."""
     if socket_path is None:  # an inet socket: reachable from a chroot
         return None
     master = postconf("-M")
-    if master is None:
+    queue = (postconf("-h", "queue_directory") or "").strip()
+    if master is None or not queue.startswith("/"):
         return None
     services = chrooted_smtpd(master)
-    queue = (postconf("-h", "queue_directory") or "").strip()
-    if not services or not queue.startswith("/"):
-        return None
     path, root = PurePosixPath(socket_path), PurePosixPath(queue)
-    if path.is_relative_to(root):
+    if services and not path.is_relative_to(root):
+        return (
+            f"milter.socket: Postfix runs smtpd chrooted in {root} ({', '.join(services)} in "
+            f"master.cf), so it cannot reach unix:{path} and would apply milter_default_action to "
+            f"every message: put the socket under {root} (e.g. unix:{root}/mailpolicy/milter.sock, "
+            f"smtpd_milters = unix:/mailpolicy/milter.sock) or turn the chroot off (README: Postfix)"
+        )
+    seen_as = f"unix:/{path.relative_to(root)}" if services else f"unix:{path}"
+    names = _milter_names(master)
+    if re.search(rf"(?<![^\s,{{]){re.escape(seen_as)}(?![^\s,}}])", names):
         return None
+    where = f"smtpd runs chrooted in {root}, so it sees the socket" if services else "smtpd sees the socket"
+    current = f"smtpd_milters = {names.strip()}" if names.strip() else "smtpd_milters is empty"
     return (
-        f"milter.socket: Postfix runs smtpd chrooted in {root} ({', '.join(services)} in master.cf), "
-        f"so it cannot reach unix:{path} and would apply milter_default_action to every message: put "
-        f"the socket under {root} (e.g. unix:{root}/mailpolicy/milter.sock, smtpd_milters = "
-        f"unix:/mailpolicy/milter.sock) or turn the chroot off (README: Postfix)"
+        f"milter.socket: Postfix's {current}: {where} as {seen_as}; until smtpd_milters names it "
+        f"so, Postfix does not use mailpolicy (or applies milter_default_action) (README: Postfix)"
     )

@@ -473,8 +473,10 @@ def serve(config: Config, path: str, config_hash: str = "") -> int:
         events.setup(m.hostname, lc.stdout, lc.file, lc.level, lc.file_mode, lc.file_group)
     except OSError as exc:
         raise StartupError(f"log.file: cannot open {lc.file}: {exc.strerror}") from None
-    for note in notes:
-        log.warning("%s", note)
+    for note in notes:  # "warning: KEY: text" or "note: KEY: text"
+        level, _, text = note.partition(": ")
+        emit = log.warning if level == "warning" else log.info
+        emit("%s", text, extra={"key": text.split(":", 1)[0]})
     if config.metrics.listen:
         host, port = config.metrics.listen
         try:

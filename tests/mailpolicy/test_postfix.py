@@ -29,11 +29,15 @@ cleanup    unix  n       -       y       -       0       cleanup
 """
 
 
-def fake_postconf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master: str, rc: int = 0) -> None:
-    """A postconf on PATH that answers -M, -h queue_directory and -h header_size_limit."""
+def fake_postconf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master: str, rc: int = 0, milters: str = ""
+) -> None:
+    """A postconf on PATH that answers -M, -h queue_directory, -h header_size_limit and
+    -hx smtpd_milters."""
     bindir = tmp_path / "bin"
-    bindir.mkdir()
+    bindir.mkdir(exist_ok=True)
     (tmp_path / "master").write_text(master)
+    (tmp_path / "milters").write_text(milters + "\n")
     script = bindir / "postconf"
     script.write_text(
         "#!/bin/sh\n"
@@ -42,17 +46,19 @@ def fake_postconf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master: str, 
         f'  "-M") cat {tmp_path / "master"} ;;\n'
         '  "-h queue_directory") echo /var/spool/postfix ;;\n'
         '  "-h header_size_limit") echo 102400 ;;\n'
+        f'  "-hx smtpd_milters") cat {tmp_path / "milters"} ;;\n'
         "  *) exit 1 ;;\n"
         "esac\n"
     )
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    monkeypatch.setattr(postfix, "SBIN", str(bindir))
 
 
 def test_a_chrooted_smtpd_cannot_reach_a_socket_outside_the_queue_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_postconf(tmp_path, monkeypatch, DEBIAN_MASTER)
+    fake_postconf(tmp_path, monkeypatch, DEBIAN_MASTER, milters="unix:/mailpolicy/milter.sock")
     note = postfix.chroot_note("/run/mailpolicy/milter.sock")
     assert note is not None
     assert note.startswith("milter.socket: Postfix runs smtpd chrooted in /var/spool/postfix (smtp/inet")
@@ -60,6 +66,67 @@ def test_a_chrooted_smtpd_cannot_reach_a_socket_outside_the_queue_directory(
     assert postfix.chroot_note("/var/spool/postfix/mailpolicy/milter.sock") is None
     assert postfix.chroot_note("/var/spool/postfix-other/milter.sock") is not None  # not a prefix match
     assert postfix.chroot_note(None) is None  # an inet socket
+
+
+@pytest.mark.parametrize(
+    ("master", "milters", "socket", "seen_as"),
+    [
+        # chrooted: smtpd_milters must name the path inside the chroot
+        (DEBIAN_MASTER, "unix:/mailpolicy/milter.sock", "/var/spool/postfix/mailpolicy/milter.sock", None),
+        (
+            DEBIAN_MASTER,
+            "{ unix:/mailpolicy/milter.sock, default_action=accept }",
+            "/var/spool/postfix/mailpolicy/milter.sock",
+            None,
+        ),
+        (
+            DEBIAN_MASTER,
+            "unix:/var/spool/postfix/mailpolicy/milter.sock",
+            "/var/spool/postfix/mailpolicy/milter.sock",
+            "unix:/mailpolicy/milter.sock",
+        ),
+        (DEBIAN_MASTER, "", "/var/spool/postfix/mailpolicy/milter.sock", "unix:/mailpolicy/milter.sock"),
+        # not chrooted: the path itself
+        (UNCHROOTED_MASTER, "unix:/run/mailpolicy/milter.sock", "/run/mailpolicy/milter.sock", None),
+        (
+            UNCHROOTED_MASTER,
+            "inet:127.0.0.1:8891, unix:/run/mailpolicy/milter.sock",
+            "/run/mailpolicy/milter.sock",
+            None,
+        ),
+        (
+            UNCHROOTED_MASTER,
+            "unix:/run/mailpolicy/milter.sock.old",
+            "/run/mailpolicy/milter.sock",
+            "unix:/run/mailpolicy/milter.sock",
+        ),
+        (UNCHROOTED_MASTER, "", "/run/mailpolicy/milter.sock", "unix:/run/mailpolicy/milter.sock"),
+        # a per-service override in master.cf counts
+        (
+            UNCHROOTED_MASTER.replace(
+                "smtpd\n", "smtpd -o smtpd_milters=unix:/run/mailpolicy/milter.sock\n", 1
+            ),
+            "",
+            "/run/mailpolicy/milter.sock",
+            None,
+        ),
+    ],
+)
+def test_smtpd_milters_must_name_the_socket_as_smtpd_sees_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    master: str,
+    milters: str,
+    socket: str,
+    seen_as: str | None,
+) -> None:
+    fake_postconf(tmp_path, monkeypatch, master, milters=milters)
+    note = postfix.chroot_note(socket)
+    if seen_as is None:
+        assert note is None
+    else:
+        assert note is not None and f"as {seen_as};" in note, note
+        assert ("smtpd_milters is empty" in note) is (milters == "")
 
 
 def test_postscreen_passes_to_a_chrooted_smtpd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,8 +137,8 @@ def test_postscreen_passes_to_a_chrooted_smtpd(tmp_path: Path, monkeypatch: pyte
 
 
 def test_no_chrooted_smtpd_no_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_postconf(tmp_path, monkeypatch, UNCHROOTED_MASTER)  # "-" is Postfix 3's default: no chroot
-    assert postfix.chrooted_smtpd(UNCHROOTED_MASTER) == []
+    fake_postconf(tmp_path, monkeypatch, UNCHROOTED_MASTER, milters="unix:/run/mailpolicy/milter.sock")
+    assert postfix.chrooted_smtpd(UNCHROOTED_MASTER) == []  # "-" is Postfix 3's default: no chroot
     assert postfix.chroot_note("/run/mailpolicy/milter.sock") is None
     assert postfix.header_size_limit() == 102400
 
@@ -85,16 +152,20 @@ def test_a_failing_postconf_tells_nothing(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_no_postconf_tells_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # a Sendmail host
+    monkeypatch.setattr(postfix, "SBIN", str(tmp_path))
     assert postfix.postconf("-M") is None
     assert postfix.chroot_note("/run/mailpolicy/milter.sock") is None
     assert postfix.header_size_limit() is None
 
 
-def test_this_hosts_postfix() -> None:
-    """The real postconf: Debian's master.cf runs smtp/inet chrooted."""
-    if shutil.which("postconf") is None:
+def test_this_hosts_postfix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real postconf: Debian's master.cf runs smtp/inet chrooted. Found in /usr/sbin also when
+    PATH has no sbin directory."""
+    exe = shutil.which("postconf", path="/usr/sbin")
+    if exe is None:
         pytest.skip("no postconf")
-    master = subprocess.run(["postconf", "-M", "smtp/inet"], capture_output=True, text=True).stdout
+    master = subprocess.run([exe, "-M", "smtp/inet"], capture_output=True, text=True).stdout
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
     if master.split()[4:5] != ["y"]:
         pytest.skip("this host's smtp/inet is not chrooted")
     note = postfix.chroot_note("/run/mailpolicy/milter.sock")
