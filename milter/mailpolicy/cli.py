@@ -98,13 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "report":
-        return report.run(args)
-    if args.command == "status":
-        return status.run(args)
     if args.command == "run":
         return _run(args.config)
-    if args.command == "check-config":
-        return _check_config(args.path)
-    print(f"mailpolicy {__version__}")
-    return 0
+    rc = 0
+    try:
+        if args.command == "report":
+            rc = report.run(args)
+        elif args.command == "status":
+            rc = status.run(args)
+        elif args.command == "check-config":
+            rc = _check_config(args.path)
+        else:
+            print(f"mailpolicy {__version__}")
+        sys.stdout.flush()  # (here, where a reader that left is caught)
+    except BrokenPipeError:  # the reader left (`mailpolicy status | head -3`): not our failure
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (for the exit-time flush)
+    return rc

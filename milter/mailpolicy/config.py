@@ -377,9 +377,16 @@ def read(path: str) -> tuple[Config, str]:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: not UTF-8: {exc}"]) from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: not UTF-8 (line {line}): {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+        hint = ""
+        if "Cannot declare" in str(exc) or "Cannot overwrite" in str(exc):
+            hint = (
+                "; a table or key may appear only once: merge the new keys into the table that is "
+                "already there (e.g. a snippet from `mailpolicy report` into the shipped file's)"
+            )
+        raise ConfigError([f"{path}: TOML syntax error: {exc}{hint}"]) from None
     try:
         return parse(data), hashlib.sha256(raw).hexdigest()[:16]
     except ConfigError as exc:

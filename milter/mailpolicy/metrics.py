@@ -333,6 +333,21 @@ POLICY_MODE = Gauge(
 )
 
 
+RESTART_PENDING = Gauge(
+    "mailpolicy_config_restart_pending",
+    "1 for each setting the configuration file changes that only a restart applies (the running value "
+    "is kept), 0 for the others",
+    ["key"],
+)
+
+
+def set_restart_pending(keys: Iterable[str], pending: Iterable[str]) -> None:
+    """Publish which restart-only settings the file changes (at start-up: none)."""
+    waiting = set(pending)
+    for key in keys:
+        RESTART_PENDING.labels(key).set(1 if key in waiting else 0)
+
+
 def set_policy_modes(modes: dict[str, str]) -> None:
     """Publish each policy's running mode (at start-up and after every reload)."""
     for name, current in modes.items():

@@ -43,6 +43,9 @@ RESTART_ONLY = (
 )
 
 
+_RESTART_KEYS = tuple(f"{section}.{key}" for section, key in RESTART_ONLY)
+
+
 def restart_only_changes(old: Config, new: Config) -> tuple[Config, list[str]]:
     """``new`` with every restart-only setting put back to its running value, and a message for
     each one that differed."""
@@ -76,6 +79,7 @@ class Runtime:
         self._setup = Setup.from_config(config, config_hash)
         self.loaded_at = time.time()
         self._lock = threading.Lock()
+        metrics.set_restart_pending(_RESTART_KEYS, ())  # (at start-up nothing waits for a restart)
         self._publish()
 
     def current(self) -> Setup:
@@ -117,6 +121,7 @@ class Runtime:
                 systemd.ready(f"reload failed, still running configuration {self._setup.config_hash}")
                 return False
             new, kept = restart_only_changes(self.config, new)
+            metrics.set_restart_pending(_RESTART_KEYS, (message.split(":", 1)[0] for message in kept))
             for message in kept:
                 log.warning("reload: %s", message, extra={"key": message.split(":", 1)[0]})
             old = self.config

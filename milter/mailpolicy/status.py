@@ -162,6 +162,12 @@ def render(
         lines.append(
             f"  the file on disk has changed since ({file_hash}): `systemctl reload mailpolicy` loads it"
         )
+    pending = sorted(lab["key"] for lab, v in samples.get("mailpolicy_config_restart_pending", []) if v == 1)
+    if pending:
+        lines.append(
+            f"  restart needed: the file changes {', '.join(pending)}, which only a restart applies "
+            "(`systemctl restart mailpolicy`); the running values are kept until then"
+        )
     modes = {lab["policy"]: lab["mode"] for lab, v in samples.get("mailpolicy_policy_mode", []) if v == 1}
     refused: dict[tuple[str, str], float] = defaultdict(float)
     decided: dict[tuple[str, str], float] = defaultdict(float)

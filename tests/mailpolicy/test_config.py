@@ -215,6 +215,24 @@ def test_load_reports_toml_syntax_and_missing_file(tmp_path: Path) -> None:
     assert "cannot read" in exc.value.errors[0]
 
 
+def test_a_pasted_snippet_that_repeats_a_table_says_to_merge(tmp_path: Path) -> None:
+    """The report's TOML suggestions appended to a copy of the shipped file repeat its tables."""
+    pasted = tmp_path / "pasted.toml"
+    snippet = '[policies.require_starttls]\nexempt_networks = ["203.0.113.0/24"]\n'
+    pasted.write_text(REFERENCE.read_text() + "\n" + snippet)
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(str(pasted))
+    assert (
+        "TOML syntax error" in exc.value.errors[0]
+        and "merge the new keys into the table" in exc.value.errors[0]
+    )
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'[milter]\nname = "ok"\n# caf\xe9\n')
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(str(latin1))
+    assert "not UTF-8 (line 3)" in exc.value.errors[0]
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mailpolicy", *args], capture_output=True, text=True, timeout=60

@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -180,6 +182,21 @@ def test_restart_only_settings_keep_their_value(milter: tuple[MilterProcess, Not
     ]
     assert [w["key"] for w in warnings] == ["milter.timeout"]
     assert plaintext_mail(m)[0] == "y"  # the rest of the file applied
+    # ... and `mailpolicy status` says a restart is needed (mailpolicy_config_restart_pending)
+    assert m.metric("mailpolicy_config_restart_pending", key="milter.timeout") == 1
+    assert m.metric("mailpolicy_config_restart_pending", key="milter.socket") == 0
+    status = subprocess.run(
+        [sys.executable, "-m", "mailpolicy", "status", "--config", str(m.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "  restart needed: the file changes milter.timeout, which only a restart applies" in status.stdout
+    m.write_config({"milter": {"timeout": 300}})  # back to the running value: nothing waits any more
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: m.metric("mailpolicy_config_reloads_total", result="ok") >= 2, 10, "a second reload")
+    assert m.metric("mailpolicy_config_restart_pending", key="milter.timeout") == 0
 
 
 def test_journald_priorities_and_event_file_permissions(milter: tuple[MilterProcess, NotifySocket]) -> None:
