@@ -23,6 +23,7 @@ import dkim
 import pytest
 
 from mailpolicy.auth.header import claims
+from mailpolicy.session import MAX_AR_REMOVALS
 from support.dkimkeys import Key, own_key
 from support.dnsserver import DnsServer
 from support.smtp import Client, Result
@@ -137,6 +138,37 @@ def test_forged_results_with_odd_separators_are_removed(stack: Stack) -> None:
     sa = [v for v in ars if spamassassin_authserv_id(v) == AUTHSERV.encode()]
     assert sa == ours
     assert b"\x0b" not in delivered.split(b"\r\n\r\n")[0] and b"\x0c" not in delivered.split(b"\r\n\r\n")[0]
+
+
+@pytest.mark.parametrize("count", [MAX_AR_REMOVALS, MAX_AR_REMOVALS + 1])
+def test_more_forged_fields_than_postfix_can_remove_is_refused(stack: Stack, count: int) -> None:
+    """Each removal is one header edit: Postfix's cleanup takes 1,000 (all removed, delivered with
+    our one header) and fails a message past about 10,000 (451, in monitor mode too). One more than
+    MAX_AR_REMOVALS is refused by mailpolicy itself, with its own reply."""
+    mid = f"<{uuid.uuid4().hex}@attacker.example>"
+    mail_from = f"n-{uuid.uuid4().hex[:10]}@attacker.example"
+    forged = b"Authentication-Results: " + AUTHSERV.encode() + b"; dmarc=pass header.from=bank.example\r\n"
+    msg = (
+        forged * count + b"From: Bank <x@attacker.example>\r\nTo: <" + RCPT.encode() + b">\r\n"
+        b"Subject: many\r\nDate: Mon, 23 Nov 2026 04:00:00 +0000\r\nMessage-ID: "
+        + mid.encode()
+        + b"\r\n\r\nx\r\n"
+    )
+    r, t = send(stack, ATTACKER_IP, "mx.attacker.example", mail_from, msg)
+    if count <= MAX_AR_REMOVALS:
+        assert r.accepted, r
+        assert t["outcome"] == "accepted" and t["authres_removed"] == count
+        assert stack.sink is not None
+        ars = [
+            v
+            for n, v in header_fields(stack.sink.find(mid.encode()))
+            if n.lower() == "authentication-results"
+        ]
+        assert len(ars) == 1 and b"bank.example" not in ars[0]
+    else:
+        assert not r.accepted and r.data_reply is not None and r.data_reply[0] == 550, r
+        assert "Too many Authentication-Results" in r.data_reply[1], r
+        assert (t["outcome"], t["stage"]) == ("rejected", "eom")
 
 
 def test_spamassassin_reads_the_forged_fields_as_ours() -> None:
