@@ -21,7 +21,17 @@ from typing import IO, Any
 from mailpolicy.report import aggregate
 from mailpolicy.report.aggregate import REPORT_SCHEMA, Options, canonical, parse_time
 from mailpolicy.report.lookalike import our_domain_arg
-from mailpolicy.report.reader import AUTO, FORMATS, InputLog, Seen, reading_order, recording, rescan
+from mailpolicy.report.reader import (
+    AUTO,
+    DEFAULT_IDENT,
+    FORMATS,
+    InputLog,
+    Seen,
+    reading_order,
+    recording,
+    rescan,
+)
+from mailpolicy.report.safe import printable, valid_doc
 
 __all__ = [
     "FORMATS",
@@ -63,6 +73,17 @@ def _top_arg(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {text!r})")
     return n
+
+
+_IDENT = re.compile(r"[^\s\[\]:]+")
+
+
+def _ident_arg(text: str) -> str:
+    """argparse ``type=`` for ``--syslog-ident``: a syslog identifier (no space, ``[``, ``]`` or
+    ``:``, which end the tag)."""
+    if not _IDENT.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not a syslog identifier: {text!r}")
+    return text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -120,6 +141,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "short, /var/log/mail.log), journal-json (journalctl -o json), journal-export (journalctl "
         "-o export)",
     )
+    p.add_argument(
+        "--syslog-ident",
+        action="append",
+        type=_ident_arg,
+        metavar="NAME",
+        help=f"syslog input: the identifier of mailpolicy's lines (NAME[PID]: or NAME:; default "
+        f"{DEFAULT_IDENT}; repeatable), for a unit with another SyslogIdentifier=. Other programs' "
+        "lines are never read as events, whatever JSON their message holds",
+    )
 
 
 # ---- times ------------------------------------------------------------------------------------
@@ -173,10 +203,12 @@ def build_report(
     stdin: IO[bytes] | None = None,
     *,
     input_format: str = AUTO,
+    syslog_idents: Sequence[str] = (DEFAULT_IDENT,),
 ) -> dict[str, Any]:
     """Read every path ("-" for standard input) in the order given, and return the report document.
-    ``input_format``: ``auto`` (detect per source) or one of :data:`FORMATS`."""
-    return _build(paths, options, stdin, InputLog(input_format))
+    ``input_format``: ``auto`` (detect per source) or one of :data:`FORMATS`; ``syslog_idents``: the
+    syslog identifiers of mailpolicy's lines in syslog input."""
+    return _build(paths, options, stdin, InputLog(input_format, syslog_idents=syslog_idents))
 
 
 def _build(
@@ -269,6 +301,11 @@ def input_summary(doc: dict[str, Any], seen: Seen | None, given: dict[str, str] 
     return text
 
 
+def say(message: str) -> None:
+    """A message on standard error, made printable (it names files and values from the logs)."""
+    print(f"mailpolicy report: {printable(valid_doc(message))}", file=sys.stderr)
+
+
 def run(
     args: argparse.Namespace, stdin: IO[bytes] | None = None, clock: Callable[[], datetime] | None = None
 ) -> int:
@@ -289,40 +326,42 @@ def run(
             our_domains=tuple(args.our_domain),
         )
     except ValueError as exc:
-        print(f"mailpolicy report: {exc}", file=sys.stderr)
+        say(str(exc))
         return 2
     files = reading_order(list(args.files) or ["-"])
     if files == ["-"] and stdin is None and sys.stdin.isatty():
-        print(
-            "mailpolicy report: reading events from the terminal; give FILE arguments or pipe,"
-            " e.g. journalctl -u mailpolicy -o cat | mailpolicy report -",
-            file=sys.stderr,
+        say(
+            "reading events from the terminal; give FILE arguments or pipe,"
+            " e.g. journalctl -u mailpolicy -o cat | mailpolicy report -"
         )
     # The hosts, policy names and time span of the events before the filters only explain a
     # filter that matched nothing, and cost about a microsecond a line to collect: they are
     # collected after reading, from the files, when the report shows such a filter. Standard input
     # cannot be read twice: with --host or --policy they are collected while it is read.
     eager = "-" in files and bool(args.host or args.policy)
-    log = InputLog(args.input_format, track=eager, track_policies=eager and bool(args.policy))
+    idents = tuple(getattr(args, "syslog_ident", None) or (DEFAULT_IDENT,))
+    log = InputLog(
+        args.input_format, track=eager, track_policies=eager and bool(args.policy), syslog_idents=idents
+    )
     doc = _build(files, options, stdin, log)
     status = 0
     for src in doc["input"]["sources"]:
         if src["error"]:
-            print(f"mailpolicy report: {src['name']}: {src['error']}", file=sys.stderr)
+            say(f"{src['name']}: {src['error']}")
             status = 1
     seen = log.seen
     unmatched = set(args.host) - {h["host"] for h in doc["hosts"]}
     unmatched |= set(args.policy) - {p["name"] for p in doc["policies"]}
     all_filtered = not doc["input"]["events"] and doc["input"]["filtered_out"]
     if seen is None and (unmatched or all_filtered) and any(f != "-" for f in files):
-        seen = rescan(files, args.input_format, policies=bool(args.policy))
+        seen = rescan(files, args.input_format, policies=bool(args.policy), syslog_idents=idents)
     if unmatched and seen is not None and seen.events:
         # Checked after reading, before rendering: the names are only known once all is read.
         wrong = unknown_names("--policy", args.policy, seen.policies, seen.capped, "policy")
         wrong += unknown_names("--host", args.host, seen.hosts, seen.capped, "host")
         if wrong:
             for message in wrong:
-                print(f"mailpolicy report: {message}", file=sys.stderr)
+                say(message)
             return 2
     text = render(doc, args.format)
     if args.output:
@@ -333,22 +372,25 @@ def run(
         sys.stdout.flush()
     for src in doc["input"]["sources"]:
         if src.get("omitted"):
-            print(
-                f"mailpolicy report: {src['name']}: {src['omitted']:,} journal messages left out by "
+            say(
+                f"{src['name']}: {src['omitted']:,} journal messages left out by "
                 "journalctl (-o json leaves out messages over 4096 bytes without --all; -o short "
-                "shows binary ones as [blob data]): read the journal with -o export or -o cat",
-                file=sys.stderr,
+                "shows binary ones as [blob data]): read the journal with -o export or -o cat"
             )
             status = 1
     for ver, n in doc["input"]["unsupported_schema"].items():
-        print(f"mailpolicy report: refused {n} events with unsupported event schema {ver}", file=sys.stderr)
+        say(f"refused {n} events with unsupported event schema {ver}")
     summary = input_summary(doc, seen, {"since": args.since or "", "until": args.until or ""})
     if summary:
-        print(f"mailpolicy report: {summary}", file=sys.stderr)
+        say(summary)
     return status
 
 
 def render(doc: dict[str, Any], fmt: str) -> str:
+    """The report document in ``fmt``, as text that is valid Unicode whatever the document holds
+    (:func:`~mailpolicy.report.safe.valid_doc`); the text report is printable too (its renderer
+    sees to it)."""
+    doc = valid_doc(doc)
     if fmt == "json":
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":

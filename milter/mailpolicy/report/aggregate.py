@@ -60,13 +60,18 @@ from mailpolicy.report.reader import (
     DECODER,
     DKIM_DECODER,
     DMARC_DECODER,
+    NOT_SYSLOG_LINE,
+    OTHER,
     OVERRIDES_DECODER,
     POLICIES_DECODER,
     DecodeError,
     Event,
     PolicyRec,
     classify_undecodable,
+    current_idents,
+    event_json,
     open_source,
+    syslog_split,
 )
 
 REPORT_SCHEMA = 1
@@ -809,18 +814,35 @@ class Aggregator:
             self.filtered_first, self.filtered_last = filtered_first, filtered_last
 
     def _undecodable(self, src: SourceStats, lineno: int, line: bytes, exc: Exception) -> Event | None:
-        """Slow path for a line the typed decoder refused: a syslog or journal prefix before the
-        JSON object (``journalctl`` without ``-o cat``, /var/log/mail.log) is stripped; otherwise
-        the line is counted as blank, diagnostics, unsupported schema or malformed."""
+        """Slow path for a line the typed decoder refused: a ``<N>`` priority, or the prefix of one
+        of mailpolicy's syslog lines (``--input-format lines`` given ``journalctl -o short`` or
+        /var/log/mail.log) is stripped (:func:`~mailpolicy.report.reader.event_json`), never JSON
+        inside another program's message; otherwise the line is counted as blank, non-event
+        (diagnostics, another program's syslog line), unsupported schema or malformed."""
         if not line.strip():
             self.blank += 1
             return None
-        start = line.find(b"{")
-        if start > 0:
+        if line.startswith(NOT_SYSLOG_LINE):
+            self._malformed(
+                src,
+                lineno,
+                "not a syslog line (syslog input: only the message after mailpolicy's tag is read)",
+            )
+            return None
+        idents = current_idents()
+        payload = event_json(line, idents)
+        if payload is None:
+            if syslog_split(line, idents)[0] == OTHER:  # another program's syslog line (lines input)
+                self.non_event += 1
+                return None
+        elif payload is not line:
+            if not payload.strip():
+                self.blank += 1
+                return None
             try:
-                return DECODER.decode(line[start:])
+                return DECODER.decode(payload)
             except DecodeError:
-                line = line[start:]
+                line = payload
         kind, schema = classify_undecodable(line)
         if kind == "non_event":
             self.non_event += 1

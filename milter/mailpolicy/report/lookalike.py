@@ -68,7 +68,10 @@ Cost
 Confusables come from ``confusable_homoglyphs`` (Unicode's confusables.txt as data), loaded on the
 first non-ASCII label; ASCII labels use a built-in table of TR39's ASCII mappings (checked against
 the data by the tests). IDN labels are decoded with the standard library's punycode codec: the
-report needs the Unicode form, not IDNA 2008 validation."""
+report needs the Unicode form, not IDNA 2008 validation; but a label that does not decode to valid
+Unicode text (a lone surrogate, a control, private-use or unassigned code point, text not in NFC,
+or an encoding that is not the one punycode gives for it) is kept as written (``xn--...``), as
+mail clients and browsers show it (:func:`decode_label`)."""
 
 from __future__ import annotations
 
@@ -196,12 +199,7 @@ def parse_name(text: str) -> Name | None:
         if label.isascii():
             ulabel = label
             if label.startswith("xn--"):
-                try:
-                    decoded = label[4:].encode("ascii").decode("punycode")
-                except UnicodeError:
-                    decoded = label
-                if not decoded.isascii():
-                    ulabel = decoded
+                ulabel = decode_label(label) or label
             alabels.append(label)
             ulabels.append(ulabel)
         else:
@@ -214,6 +212,30 @@ def parse_name(text: str) -> Name | None:
             alabels.append(alabel)
             ulabels.append(label)
     return Name(tuple(alabels), tuple(ulabels), _suffix_labels(alabels))
+
+
+_NOT_TEXT = frozenset({"Cs", "Cc", "Co", "Cn"})  # surrogate, control, private use, unassigned
+
+
+def decode_label(alabel: str) -> str | None:
+    """The Unicode form of an ``xn--`` label (lower-case ASCII), or None when it has none: it does
+    not decode, decodes to ASCII, to text that is not valid Unicode or not a label's (a lone
+    surrogate, which no output can write; a control, private-use or unassigned code point), to
+    text not in NFC, or is not the encoding punycode gives for what it decodes to."""
+    try:
+        decoded = alabel[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return None
+    if decoded.isascii() or any(unicodedata.category(c) in _NOT_TEXT for c in decoded):
+        return None
+    if unicodedata.normalize("NFC", decoded) != decoded:
+        return None
+    try:
+        if decoded.encode("punycode").decode("ascii") != alabel[4:]:
+            return None
+    except UnicodeError:
+        return None
+    return decoded
 
 
 def _suffix_labels(alabels: list[str] | tuple[str, ...]) -> int:

@@ -9,9 +9,13 @@ Input formats (:data:`FORMATS`), detected per source from its first non-blank li
 
 - ``lines``: one JSON object per line, the event file and ``journalctl -o cat``. The source itself
   is handed to the aggregator: detection costs nothing per line.
-- ``syslog``: a prefix before each JSON object (``journalctl -o short`` and its variants,
-  rsyslog's ``/var/log/mail.log``, a ``<6>`` priority journald did not strip). The prefix is cut
-  off; journalctl's ``-- Boot ... --`` markers count as blank lines.
+- ``syslog``: syslog lines (``journalctl -o short`` and its variants, rsyslog's ``/var/log/mail.log``
+  or ``/var/log/syslog``, RFC 3164 or RFC 5424, with or without a ``<PRI>``). A line is mailpolicy's
+  only when the syslog tag right after the time stamp and host is mailpolicy's (``mailpolicy[PID]:``,
+  ``mailpolicy:``; :data:`DEFAULT_IDENT`, or the names given to :class:`InputLog`): its message is
+  the event line. Other programs' lines are not events (counted as non-event lines, whatever JSON
+  their message holds: Postfix logs a bad SMTP argument verbatim); journalctl's ``-- Boot ... --``
+  markers count as blank lines.
 - ``journal-json``: ``journalctl -o json`` (and ``-o json-seq``): the event line is ``MESSAGE``, a
   string, or an array of byte values when it is not valid UTF-8.
 - ``journal-export``: ``journalctl -o export``: ``KEY=value`` lines, a blank line after each entry,
@@ -181,6 +185,11 @@ MAX_EXPORT_FIELD = 1 << 26  # a binary field longer than this is taken for damag
 MAX_SEEN = 1000  # distinct hosts and policy names kept for the --host / --policy check
 
 
+DEFAULT_IDENT = "mailpolicy"
+"""The syslog identifier of the milter: what journald and rsyslog name ``/usr/local/bin/mailpolicy``
+(the unit sets no ``SyslogIdentifier=``)."""
+
+
 class UnsupportedInput(OSError):
     """A source this reader cannot read: another compression, ``journalctl -o json-pretty``, a
     journal export stream that is damaged. An :class:`OSError`, so that the aggregator records it
@@ -219,10 +228,18 @@ class InputLog:
     ``track`` the hosts and time span of the events in :attr:`seen` (a few slices of each line),
     with ``track_policies`` their policy names too (a second decode of each transaction)."""
 
-    def __init__(self, input_format: str = AUTO, track: bool = False, track_policies: bool = False) -> None:
+    def __init__(
+        self,
+        input_format: str = AUTO,
+        track: bool = False,
+        track_policies: bool = False,
+        syslog_idents: Sequence[str] = (DEFAULT_IDENT,),
+    ) -> None:
         if input_format != AUTO and input_format not in FORMATS:
             raise ValueError(f"unknown input format {input_format!r}: auto, {', '.join(FORMATS)}")
         self.input_format = input_format
+        self.syslog_idents = syslog_idents
+        self.idents = ident_tags(syslog_idents)
         self.sources: list[SourceInput] = []
         self.seen: Seen | None = Seen(track_policies) if track or track_policies else None
 
@@ -265,6 +282,7 @@ def open_source(name: str, stdin: IO[bytes] | None = None) -> Iterator[IO[bytes]
         log.sources.append(info)
     forced = log.input_format if log is not None else AUTO
     seen = log.seen if log is not None else None
+    idents = log.idents if log is not None else DEFAULT_TAGS
     buffered: io.BufferedReader
     if name == "-":
         raw: Any = stdin if stdin is not None else sys.stdin.buffer
@@ -279,20 +297,27 @@ def open_source(name: str, stdin: IO[bytes] | None = None) -> Iterator[IO[bytes]
             # GzipFile buffers by itself; iterating it directly keeps the lines read before a
             # truncated stream's EOFError.
             with gzip.GzipFile(fileobj=buffered, mode="rb") as gz:
-                yield event_lines(gz, info, forced, seen)
+                yield event_lines(gz, info, forced, seen, idents)
         else:
             for magic, kind in OTHER_COMPRESSION.items():
                 if head.startswith(magic):
                     raise UnsupportedInput(f"compressed with {kind}: only gzip is read (decompress it first)")
-            yield event_lines(buffered, info, forced, seen)
+            yield event_lines(buffered, info, forced, seen, idents)
     finally:
         if close:
             buffered.close()
 
 
-def event_lines(fh: Stream, info: SourceInput, forced: str = AUTO, seen: Seen | None = None) -> IO[bytes]:
+def event_lines(
+    fh: Stream,
+    info: SourceInput,
+    forced: str = AUTO,
+    seen: Seen | None = None,
+    idents: frozenset[bytes] | None = None,
+) -> IO[bytes]:
     """The event lines of ``fh`` in the format ``forced`` (or the one detected), recorded in
-    ``info``; typed as the file the aggregator iterates."""
+    ``info``; typed as the file the aggregator iterates. ``idents``: the syslog tags of mailpolicy
+    (:func:`ident_tags`)."""
     prefix: list[bytes] = []
     fmt = forced
     if fmt == AUTO:
@@ -306,17 +331,18 @@ def event_lines(fh: Stream, info: SourceInput, forced: str = AUTO, seen: Seen | 
         if fmt == JOURNAL_JSON:
             lines = journal_json(src, info)
         elif fmt == SYSLOG:
-            lines = syslog_lines(src, info)
+            lines = syslog_lines(src, info, DEFAULT_TAGS if idents is None else idents)
         else:
             lines = src
     if seen is not None:
-        lines = track(lines, seen)
+        lines = track(lines, seen, DEFAULT_TAGS if idents is None else idents)
     return cast(IO[bytes], lines)
 
 
 # ---- detection ----------------------------------------------------------------------------------
 
 _EXPORT_FIELD = re.compile(rb"[A-Z_][A-Z0-9_]*=")
+_OWN_LINE = b'{"ts":'  # how every line the milter writes starts
 _JOURNAL_KEYS = (b'"__CURSOR":', b'"__REALTIME_TIMESTAMP":', b'"MESSAGE":')
 _SPACE = b" \t\r\n"
 
@@ -325,14 +351,21 @@ def detect_format(data: bytes, complete: bool = False) -> str | None:
     """The format of a source whose first bytes are ``data``, or None when they do not tell (all
     blank, or a first line that is not complete yet; ``complete``: ``data`` is all there is of it).
 
-    JSON whose first line has a journal key (``"__CURSOR":``, ``"__REALTIME_TIMESTAMP":``,
-    ``"MESSAGE":``, never keys of an event, unescaped) is ``journal-json``; other JSON ``lines``; a
-    first line that starts ``KEY=`` (``__CURSOR=``) ``journal-export``; anything else ``syslog``."""
+    The milter's own lines (``{"ts":``: a journal field name is never lower case) are ``lines``,
+    whatever their values hold; other JSON whose first line has a journal key (``"__CURSOR":``,
+    ``"__REALTIME_TIMESTAMP":``, ``"MESSAGE":``, never keys of an event, unescaped) is
+    ``journal-json``, other JSON ``lines``; a first line that starts ``KEY=`` (``__CURSOR=``)
+    ``journal-export``; a syslog line (:func:`syslog_split`: time stamp, host, tag, of any program)
+    or a journalctl marker (``-- Boot ... --``) ``syslog``; anything else ``lines`` (``journalctl
+    -u mailpolicy -o cat`` after a restart starts with systemd's ``Started ...``; a ``<6>`` priority
+    journald did not strip is cut off when the line is read)."""
     s = data.lstrip(_SPACE)
     if not s:
         return None
     if s[:1] == b"\x1e":  # -o json-seq: RFC 7464 record separator before each object
         return JOURNAL_JSON
+    if s.startswith(_OWN_LINE):
+        return LINES
     nl = s.find(b"\n")
     first = s if nl < 0 else s[:nl]
     if s[:1] == b"{":
@@ -347,7 +380,9 @@ def detect_format(data: bytes, complete: bool = False) -> str | None:
         return None
     if _EXPORT_FIELD.match(first):
         return JOURNAL_EXPORT
-    return SYSLOG
+    if _SYSLOG.match(first) or is_marker(first.strip()):
+        return SYSLOG
+    return LINES
 
 
 def sniff(fh: Stream) -> tuple[str, list[bytes]]:
@@ -544,29 +579,130 @@ def journal_export(fh: Stream, head: bytes, info: SourceInput) -> Iterator[bytes
         buf = buf[pos:]
 
 
-_BLOB = re.compile(rb"\[[0-9.]+[BKMGTPE] blob data\]$")  # [82B blob data], [4.9K blob data]
+_BLOB = re.compile(rb"\[[0-9.]+[BKMGTPE] blob data\]")  # [82B blob data], [4.9K blob data]
+
+# A syslog line, anchored at its start: an optional <PRI>, then either
+# - RFC 3164 and journalctl -o short*: a time stamp, the host, the tag ``NAME[PID]:`` or ``NAME:``
+#   (journalctl -o with-unit writes the unit, ``NAME.service[PID]:``), a space, the message;
+# - RFC 5424: ``1 TIMESTAMP HOST APP-NAME PROCID MSGID STRUCTURED-DATA MSG``.
+# The time stamps: ``Nov 20 00:00:01`` (RFC 3164, -o short, with ``.123456`` -o short-precise),
+# ISO 8601 (rsyslog's file format, -o short-iso, -o short-iso-precise), ``Fri 2026-11-20 00:00:01
+# CET`` (-o short-full, -o with-unit), ``[ 12.345678]`` (-o short-monotonic, with ``<  0.1>``
+# -o short-delta), ``1795000000.123456`` (-o short-unix). Every field before the message is one
+# token without spaces: the tag is found at its place, never in a message.
+_TS = (
+    rb"(?:[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    rb"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?"
+    rb"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+    rb"|[A-Z][a-z]{2} [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? [^ ]+"
+    rb"|\[ *[0-9]+\.[0-9]+(?: <[ 0-9.]+>)?\]"
+    rb"|[0-9]+\.[0-9]+)"
+)
+_SD = rb'(?:-|(?:\[(?:[^\]"\\]|"(?:[^"\\]|\\.)*")*\])+)'  # RFC 5424 STRUCTURED-DATA
+_SYSLOG = re.compile(
+    rb"(?:<[0-9]{1,3}>)?(?:"
+    + _TS
+    + rb" [^ ]+ (?P<tag>[^ \[\]:]+)(?:\[[0-9]*\])?:"
+    + rb"|1 [^ ]+ [^ ]+ (?P<app>[^ ]+) [^ ]+ [^ ]+ "
+    + _SD
+    + rb"(?= |\r?\n|$))(?: |(?=\r?\n|$))"
+)
+_BOM = b"\xef\xbb\xbf"  # may start an RFC 5424 MSG
+MINE, OTHER, NOT_SYSLOG = 0, 1, 2
+NOT_AN_EVENT = b"{}"
+"""What a syslog line of another program becomes: a JSON object without "event", counted as a
+non-event line (as the milter's diagnostics are)."""
+NOT_SYSLOG_LINE = b"\x00not a syslog line\x00"
+"""Put before a line of syslog input that is no syslog line (nor blank, a marker, a continuation):
+the aggregator counts it as malformed, with its own words, and never reads it as an event."""
 
 
-def syslog_lines(lines: Iterable[bytes], info: SourceInput) -> Iterator[bytes]:
-    """Event lines from lines with a prefix before the JSON object: the prefix is cut off.
-    journalctl's ``-- ... --`` lines (``-- Boot ... --``, ``-- No entries --``) and a prefix with
-    an empty message (``... mailpolicy[42]:``) are blank; a message shown as ``[... blob data]``
-    (not valid UTF-8, or not printable) is omitted."""
+def ident_tags(names: Iterable[str]) -> frozenset[bytes]:
+    """The syslog tags that are mailpolicy's, from its identifiers: ``NAME`` and ``NAME.service``
+    (journalctl -o with-unit)."""
+    out: set[bytes] = set()
+    for name in names:
+        raw = name.encode("utf-8", "surrogateescape")
+        out |= {raw, raw + b".service"}
+    return frozenset(out)
+
+
+DEFAULT_TAGS = ident_tags([DEFAULT_IDENT])
+
+
+def current_idents() -> frozenset[bytes]:
+    """The syslog tags of mailpolicy for the input being read (see :func:`recording`)."""
+    log = _CURRENT.get()
+    return log.idents if log is not None else DEFAULT_TAGS
+
+
+def is_marker(s: bytes) -> bool:
+    """A journalctl marker line (``-- Boot ... --``, ``-- No entries --``), stripped."""
+    return s.startswith(b"-- ") and s.endswith(b" --")
+
+
+def syslog_split(line: bytes, idents: frozenset[bytes] = DEFAULT_TAGS) -> tuple[int, bytes]:
+    """``(MINE, message)`` for a syslog line whose tag is one of ``idents`` (the message without a
+    ``<N>`` priority or a BOM at its start), ``(OTHER, b"")`` for another program's syslog line,
+    ``(NOT_SYSLOG, line)`` for a line that is no syslog line."""
+    m = _SYSLOG.match(line)
+    if m is None:
+        return NOT_SYSLOG, line
+    if (m["tag"] or m["app"]) not in idents:
+        return OTHER, b""
+    msg = line[m.end() :]
+    if msg[:3] == _BOM:
+        msg = msg[3:]
+    return MINE, strip_priority(msg)
+
+
+def event_json(line: bytes, idents: frozenset[bytes] = DEFAULT_TAGS) -> bytes | None:
+    """The JSON object of a line the typed decoder refused, for a second try: the line without a
+    ``<N>`` priority journald did not strip, or the message of one of mailpolicy's syslog lines
+    (``--input-format lines`` given syslog lines); None for anything else, another program's
+    syslog line first (never the JSON found inside its message)."""
+    if line[:1] == b"{":
+        return line
+    bare = strip_priority(line)
+    if bare[:1] == b"{":
+        return bare
+    kind, msg = syslog_split(line, idents)
+    return msg if kind == MINE else None
+
+
+def syslog_lines(
+    lines: Iterable[bytes], info: SourceInput, idents: frozenset[bytes] = DEFAULT_TAGS
+) -> Iterator[bytes]:
+    """Event lines from syslog lines (see :func:`syslog_split`): the message of each of
+    mailpolicy's lines. An empty message (``... mailpolicy[42]:``) and journalctl's ``-- ... --``
+    lines are blank; a message shown as ``[... blob data]`` (not valid UTF-8, or not printable) is
+    omitted; another program's line, and a line that continues a message (journalctl indents
+    them), is no event; any other line is malformed."""
+    split = syslog_split
     for line in lines:
-        start = line.find(b"{")
-        if start == 0:
-            yield line
-        elif start > 0:
-            yield line[start:]
-        else:
-            s = line.strip()
-            if (s.startswith(b"-- ") and s.endswith(b" --")) or s.endswith(b":"):
-                yield b""  # a journalctl marker, or an empty message after its prefix
-            elif _BLOB.search(s):
+        kind, msg = split(line, idents)
+        if kind == MINE:
+            if msg[:1] == b"{":
+                yield msg
+                continue
+            s = msg.strip()
+            if not s:
+                yield b""
+            elif _BLOB.fullmatch(s):
                 info.omitted += 1
                 yield b""
             else:
-                yield line
+                yield msg  # mailpolicy's, but no JSON (a traceback): malformed
+        elif kind == OTHER:
+            yield NOT_AN_EVENT
+        else:
+            s = line.strip()
+            if not s or is_marker(s):
+                yield b""
+            elif line[:1] in b" \t":
+                yield NOT_AN_EVENT
+            else:
+                yield NOT_SYSLOG_LINE + line
 
 
 # ---- names seen, for the --host / --policy check -----------------------------------------------
@@ -589,7 +725,7 @@ _TS_KEY, _HOST_KEY, _SCHEMA_KEY = b'{"ts":"', b'","host":"', b',"schema":'
 _TXN_KEY = b'"event":"transaction"'
 
 
-def track(lines: Iterable[bytes], seen: Seen) -> Iterator[bytes]:
+def track(lines: Iterable[bytes], seen: Seen, idents: frozenset[bytes] = DEFAULT_TAGS) -> Iterator[bytes]:
     """Pass the lines on, recording in ``seen`` the host and time of every event, and with
     ``seen.track_policies`` the policy names of every transaction.
 
@@ -616,8 +752,11 @@ def track(lines: Iterable[bytes], seen: Seen) -> Iterator[bytes]:
                     except DecodeError:
                         continue
             else:
+                payload = event_json(line, idents)
+                if payload is None:
+                    continue
                 try:
-                    rec = NAMES_DECODER.decode(line[max(0, line.find(b"{")) :])
+                    rec = NAMES_DECODER.decode(payload)
                 except DecodeError:
                     continue
                 if rec.event is None:
@@ -678,11 +817,16 @@ def reading_order(names: Sequence[str]) -> list[str]:
     return [name for group in groups.values() for _, _, name in sorted(group)]
 
 
-def rescan(names: Iterable[str], input_format: str = AUTO, policies: bool = False) -> Seen:
+def rescan(
+    names: Iterable[str],
+    input_format: str = AUTO,
+    policies: bool = False,
+    syslog_idents: Sequence[str] = (DEFAULT_IDENT,),
+) -> Seen:
     """The hosts, time span and (with ``policies``) policy names of the events in the files
     ``names`` (standard input, which cannot be read twice, is left out), read once more: what
     explains a filter that matched nothing, when reading them the first time did not record it."""
-    log = InputLog(input_format, track=True, track_policies=policies)
+    log = InputLog(input_format, track=True, track_policies=policies, syslog_idents=syslog_idents)
     with recording(log):
         for name in names:
             if name == "-":

@@ -1,5 +1,9 @@
 """Terminal rendering of the report document: the answer first (the combined scenario, the
-per-policy table, the trend per day), then the details."""
+per-policy table, the trend per day), then the details.
+
+Every string of the document comes from the logs in part: :func:`render` makes them all printable
+first (:func:`~mailpolicy.report.safe.printable_doc`: controls, ESC, bidi overrides... shown as
+``\\uXXXX``), so that no value reaches the terminal as a control sequence."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailpolicy.report import lookalike, tables
+from mailpolicy.report.safe import printable_doc
 from mailpolicy.report.tables import msgs_rcpts, num, plural, share
 
 Write = Callable[[str], None]
@@ -137,6 +142,7 @@ def answer(doc: dict[str, Any], w: Write) -> None:
 
 
 def render(doc: dict[str, Any]) -> str:
+    doc = printable_doc(doc)
     out: list[str] = []
     w = out.append
     period = doc["period"]

@@ -15,6 +15,7 @@ reason (aborted)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,23 @@ MAX_NAMES = 5
 _DOMAIN = re.compile(
     r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 )
+
+
+_KEY = re.compile(r"[a-z0-9_]{1,64}")  # a policy name as a TOML bare key (the configuration's are)
+
+
+def config_network(text: str) -> str | None:
+    """``text``, a network as ``aggregate.client_network`` makes it of a client address (a /24 for
+    IPv4, a /48 for IPv6), as the configuration writes a network; None for anything else: the text
+    of a client address that is no address (``(unknown)``, a forged event's ``0.0.0.0/0`` or
+    ``"]`` and newlines), which ``client_network`` leaves as it is."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except (ValueError, TypeError):
+        return None
+    if net.prefixlen != (24 if net.version == 4 else 48):
+        return None
+    return str(net)
 
 
 def config_domain(name: str) -> str | None:
@@ -139,12 +157,17 @@ def suggestions_toml(
     sealers: list[dict[str, Any]] | None = None,
 ) -> str:
     """The suggestions as a TOML snippet for config/mailpolicy.toml, numbers in comments: one
-    table per policy, the suggested sealers in the ``[policies.dmarc]`` table."""
+    table per policy, the suggested sealers in the ``[policies.dmarc]`` table.
+
+    The snippet is made from event values, which can be forged: every value in it is a network
+    ``ipaddress`` parsed (:func:`config_network`), a domain :func:`config_domain` accepted, every
+    table a policy name that is a bare key; what is not is left out, and said in a comment. Other
+    text from the logs is only in comments (:func:`_comment_safe`)."""
     sealers = sealers or []
     if not items and not sealers:
         return ""
     hosts = len(agg.spans)
-    span = f"{(agg.first or '?')[:10]} .. {(agg.last or '?')[:10]}"
+    span = _comment_safe(f"{(agg.first or '?')[:10]} .. {(agg.last or '?')[:10]}")
     period = f"Period {span}, {hosts} host{'' if hosts == 1 else 's'}."
     lines: list[str] = []
     if items:
@@ -177,6 +200,12 @@ def suggestions_toml(
         by_policy.setdefault(item["policy"], []).append(item)
     for name in sorted({*by_policy, *(["dmarc"] if sealers else [])}, key=policy_order):
         lines.append("")
+        if not _KEY.fullmatch(name):
+            lines.append(
+                f"# left out: {plural(len(by_policy[name]), 'network')} for a policy whose name is not"
+                f" a policy name of the configuration ({_comment_safe(ascii(name)[:80])})"
+            )
+            continue
         lines.append(f"[policies.{name}]")
         if name in by_policy:
             lines += _exemption_lines(by_policy[name], stats[name])
@@ -196,6 +225,10 @@ def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
             text += "; earlier sealers: " + ", ".join(s["earlier_sealers"])
         return _comment_safe(text)
 
+    # sealer_suggestions gives only names config_domain accepted; checked again, as the networks
+    sealers = [s for s in sealers if config_domain(s["sealer"]) == s["sealer"]]
+    if not sealers:
+        return []
     total = sum(s["transactions"] for s in sealers)
     rcpts = sum(s["recipients"] for s in sealers)
     head = (
@@ -208,20 +241,40 @@ def _sealer_lines(sealers: list[dict[str, Any]]) -> list[str]:
 
 
 def _exemption_lines(rows: list[dict[str, Any]], ps: PolicyStats) -> list[str]:
-    kept = sum(r["authenticated_kept"] for r in rows)
-    kept_r = sum(r["authenticated_recipients_kept"] for r in rows)
+    """``exempt_networks`` of the rows whose network is an IP network; the others (a transaction
+    without a client address, a forged event) are left out and said so in a comment."""
+    valid: list[tuple[str, dict[str, Any]]] = []
+    bad: list[str] = []
+    for r in rows:
+        net = config_network(r["network"])
+        if net is None:
+            bad.append(r["network"])
+        elif all(net != v for v, _ in valid):
+            valid.append((net, r))
+    lines: list[str] = []
+    if bad:
+        shown = ", ".join(_comment_safe(ascii(b)[:60]) for b in bad[:3])
+        lines.append(
+            f"# left out: {plural(len(bad), 'client address', 'client addresses')} that"
+            f" {'is' if len(bad) == 1 else 'are'} not an IP address (no /24 or /48 network):"
+            f" {shown}{', ...' if len(bad) > 3 else ''}"
+        )
+    if not valid:
+        return lines
+    kept = sum(r["authenticated_kept"] for _, r in valid)
+    kept_r = sum(r["authenticated_recipients_kept"] for _, r in valid)
     total = ps.kept.tables().total
-    lines = [
+    lines += [
         f"# keeps {kept} of {plural(total[1], 'authenticated transaction')}"
         f" ({kept_r} of {plural(total[RCPTS + 1], 'recipient')}) this policy alone refuses"
-        f" or would lose; lets {sum(r['unauthenticated_let_through'] for r in rows)}"
+        f" or would lose; lets {sum(r['unauthenticated_let_through'] for _, r in valid)}"
         " unauthenticated through",
         "exempt_networks = [",
     ]
-    for r in rows:
+    for net, r in valid:
         names = ", ".join(r["client_names"][:3])
         lines.append(
-            f'    "{r["network"]}",  # {r["authenticated_kept"]} authenticated kept,'
+            f'    "{net}",  # {r["authenticated_kept"]} authenticated kept,'
             f" {r['unauthenticated_let_through']} unauthenticated let through"
             + (f", {r['unknown_let_through']} without auth data" if r["unknown_let_through"] else "")
             + (f"; {_comment_safe(names)}" if names else "")
@@ -231,4 +284,6 @@ def _exemption_lines(rows: list[dict[str, Any]], ps: PolicyStats) -> list[str]:
 
 
 def _comment_safe(text: str) -> str:
+    """``text`` for a TOML comment: what is not printable (a newline would end the comment) as
+    ``?``."""
     return "".join(c if c.isprintable() else "?" for c in text)

@@ -306,11 +306,13 @@ def test_detect_format() -> None:
     assert detect_format(b"\x1e" + to_journal_json([event])) == JOURNAL_JSON
     assert detect_format(to_journal_export([event])) == JOURNAL_EXPORT
     assert detect_format(to_short([event])) == SYSLOG
-    assert detect_format(b"<6>" + event) == SYSLOG
+    assert detect_format(b"<6>" + event) == LINES  # -o cat, SyslogLevelPrefix=no: the <6> is cut off
     assert detect_format(b"-- No entries --\n") == SYSLOG
-    assert detect_format(b"Started mailpolicy.service\n" + event) == SYSLOG  # -o cat of a restart
+    assert detect_format(b"Started mailpolicy.service\n" + event) == LINES  # -o cat of a restart
     # a first line not all there yet: undecided, unless a journal key is in it already
-    assert detect_format(event[:50]) is None and detect_format(event[:50], complete=True) == LINES
+    other = b'{"level":"info","msg":"' + b"x" * 50
+    assert detect_format(other) is None and detect_format(other, complete=True) == LINES
+    assert detect_format(event[:10]) == LINES  # the milter's own line start tells at once
     assert detect_format(b'{"__CURSOR":"s=1;i=2","MESS') == JOURNAL_JSON
     assert detect_format(b"__CURS") is None and detect_format(b"") is None and detect_format(b"\n\n") is None
     with pytest.raises(UnsupportedInput, match="json-pretty"):
@@ -386,7 +388,9 @@ def test_short_markers_and_blobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     doc = build_report([path])
     inp = doc["input"]
     assert inp["sources"][0]["format"] == SYSLOG and inp["sources"][0]["omitted"] == 1
-    assert (inp["events"], inp["blank_lines"], inp["malformed_lines"], inp["lines"]) == (2, 3, 1, 6)
+    # systemd's line is another program's: not an event, not damage
+    assert (inp["events"], inp["blank_lines"], inp["malformed_lines"], inp["lines"]) == (2, 3, 0, 6)
+    assert inp["non_event_lines"] == 1
     assert main([path]) == 1
     assert "1 journal messages left out" in capsys.readouterr().err
 
