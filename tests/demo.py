@@ -96,6 +96,12 @@ def enforce_with_suggestions(stack: Stack) -> str:
     suggested = tomllib.loads(snippet) if snippet else {}
     policies = suggested.get("policies", {})
     policies.setdefault("require_starttls", {})["mode"] = "enforce"
+    # Merged as README says: the suggested networks added to those already exempt, never replacing them.
+    for name, table in policies.items():
+        have = CONFIG["policies"].get(name, {}).get("exempt_networks", [])
+        if "exempt_networks" in table or have:
+            new = [n for n in table.get("exempt_networks", []) if n not in have]
+            table["exempt_networks"] = [*have, *new]
     m = stack.milter
     before = m.metric("mailpolicy_config_reloads_total", result="ok")
     m.write_config({"policies": policies})

@@ -23,15 +23,17 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "tls_min_version   would reject: 3" in out
     assert "== Combined scenario" in out and '"203.0.113.0/24"' in out  # the report's suggestion
     assert (tmp_path / "artifacts" / "demo-report.html").read_text().count("<svg") >= 3
-    # the rest of the first week: suggestions applied, require_starttls enforced by a reload; the
-    # same traffic again loses only the unauthenticated plaintext mail, the exempted network passes
+    # the rest of the first week: suggestions merged (the network exempt from the start stays),
+    # require_starttls enforced by a reload; the same traffic again loses only the unauthenticated
+    # plaintext mail, both exempted networks pass
     assert "exempt_networks = [" in week and "reloaded" in week
     again = week.split("=== the same traffic, a week later", 1)[1].split("=== mailpolicy report --since", 1)[
         0
     ]
-    assert again.count("-> accepted") == 9
-    assert again.count("-> refused: 530 5.7.0 Must issue a STARTTLS command first") == 3
+    assert again.count("-> accepted") == 10
+    assert again.count("-> refused: 530 5.7.0 Must issue a STARTTLS command first") == 2
     assert "203.0.113.5    plaintext -> accepted" in again  # exempted: its authenticated mail kept
+    assert "198.51.100.7   plaintext -> accepted" in again  # exempt before: merged, not replaced
     after = week.split("=== mailpolicy report --since", 1)[1]
     assert "require_starttls  enforce" in after
     assert "stopped Postfix and mailpolicy" in out
