@@ -47,6 +47,7 @@ import authres.core
 import pytest
 
 from mailpolicy.auth import header as auth_header
+from mailpolicy.events import WRITER_DELAY
 from mailpolicy.message import MAX_AR_UNUSUAL
 from support import hostile
 from support.authres_strict import parse_strict
@@ -474,6 +475,21 @@ def active_connections(m: CapturingMilter, timeout: float = 3.0) -> float:
     return value
 
 
+def written(m: CapturingMilter, timeout: float = 5.0) -> None:
+    """Wait until the writer thread has written what the last callbacks queued: events reach the
+    sinks in batches up to events.WRITER_DELAY after their callback, one sink after the other, so
+    both files are read once their sizes have held still for several writer periods."""
+    paths = (m.log_file, m.stdout_path)
+    last: tuple[int, ...] = ()
+    still = 0
+    deadline = time.monotonic() + timeout
+    while still < 4 and time.monotonic() < deadline:
+        sizes = tuple(p.stat().st_size if p.exists() else -1 for p in paths)
+        still = still + 1 if sizes == last else 0
+        last = sizes
+        time.sleep(WRITER_DELAY)
+
+
 def test_harness_checks_flag_synthetic_violations() -> None:
     """The EOM checks (invariants 3-5) catch what they should, and accept a correct answer."""
     s = Session(0, "synthetic", 0, None, [], "quit")
@@ -539,6 +555,8 @@ def test_fuzz_hostile_sessions(milters: dict[str, CapturingMilter]) -> None:
 
     v = Violations()
     active = {name: active_connections(m) for name, m in milters.items()}
+    for m in milters.values():
+        written(m)
     stats: list[str] = []
     for name, m in milters.items():
         check_process(name, m, v)
