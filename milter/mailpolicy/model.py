@@ -66,6 +66,12 @@ class Reply:
         code, xclass, xsub, xdet, text = m.groups()
         if xclass is None:
             # RFC 3463: Postfix advertises ENHANCEDSTATUSCODES, so clients expect one in every reply.
+            looks = re.match(r"[0-9]+\.[0-9]+\.[0-9]+(?= |$)", text or "")
+            if looks:
+                raise ValueError(
+                    f"{value!r}: enhanced status code {looks.group()} is not valid: it must be "
+                    f"{code[0]}.Y.Z (its class, {code[0]}, as the reply code's; Y and Z of 1-3 digits)"
+                )
             raise ValueError(
                 f"{value!r} has no enhanced status code: write it as 'CODE X.Y.Z text', e.g. "
                 f"'{code} {code[0]}.7.1 {text or 'text'}'"

@@ -303,6 +303,9 @@ def test_more_problems_check_config_names(tmp_path: Path) -> None:
         ),
         '[log]\nfile_mode = "0666"\n': "log.file_mode: must not let everybody write",
         '[milter]\nsocket_mode = "0662"\n': "milter.socket_mode: must not let everybody connect",
+        '[policies.require_starttls]\nreply = "599 9.9.9 x"\n': (
+            "policies.require_starttls.reply: '599 9.9.9 x': enhanced status code 9.9.9 is not valid"
+        ),
     }
     for i, (body, expected) in enumerate(cases.items()):
         path = tmp_path / f"c{i}.toml"
