@@ -442,3 +442,48 @@ def report(tmp_path: Path, events: list[dict[str, Any]] | bytes, **opts: Any) ->
 def policy(doc: dict[str, Any], name: str) -> dict[str, Any]:
     """One policy's object of a report document."""
     return next(p for p in doc["policies"] if p["name"] == name)
+
+
+def count_by_hand(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the report's combined scenario should say, counted from the events themselves, as README
+    defines it: a transaction is lost when a monitor-mode policy would refuse (reject or tempfail) it
+    and it was delivered today (outcome accepted or quarantined), with the recipients it had after
+    RCPT. Returns ``lost`` [messages, recipients], ``by`` and ``only`` {policy: [messages,
+    recipients]} (among the lost, the policies that would refuse it / the one policy alone),
+    ``aborted`` {policy: [messages, recipients]} (what it would refuse that was aborted) and
+    ``refused_today`` (transactions a monitor-mode policy would refuse that enforce mode refused)."""
+    lost = [0, 0]
+    by: dict[str, list[int]] = {}
+    only: dict[str, list[int]] = {}
+    aborted: dict[str, list[int]] = {}
+    refused_today = 0
+
+    def add(into: dict[str, list[int]], name: str, live: int) -> None:
+        row = into.setdefault(name, [0, 0])
+        row[0] += 1
+        row[1] += live
+
+    for ev in events:
+        if ev.get("event") != "transaction":
+            continue
+        would = [
+            k
+            for k, d in ev["policies"].items()
+            if d["mode"] == "monitor" and d["action"] in ("reject", "tempfail")
+        ]
+        if not would:
+            continue
+        live = ev["rcpt_count"] - ev["rcpt_rejected"]
+        if ev["outcome"] in ("rejected", "tempfailed"):
+            refused_today += 1
+        elif ev["outcome"] == "aborted":
+            for name in would:
+                add(aborted, name, live)
+        elif ev["outcome"] in ("accepted", "quarantined"):
+            lost[0] += 1
+            lost[1] += live
+            for name in would:
+                add(by, name, live)
+            if len(would) == 1:
+                add(only, would[0], live)
+    return {"lost": lost, "by": by, "only": only, "aborted": aborted, "refused_today": refused_today}

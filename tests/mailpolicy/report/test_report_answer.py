@@ -24,6 +24,7 @@ from mailpolicy.report.render_text import render as render_text
 from support.report_events import (
     arc_chain,
     conn,
+    count_by_hand,
     decision,
     dmarc_override,
     generate,
@@ -300,36 +301,10 @@ def test_generated_traffic_never_loses_mail_refused_today() -> None:
     mode did not refuse today, counted here from the events themselves."""
     data = b"".join(generate(6000, seed=5, hosts=2, days=13, policies=6))
     doc = build_report(["-"], stdin=io.BytesIO(data))
-    lost = [0, 0]
-    by: dict[str, list[int]] = {}
-    only: dict[str, list[int]] = {}
-    overlap = 0
-    for line in data.splitlines():
-        ev = json.loads(line)
-        if ev.get("event") != "transaction":
-            continue
-        would = [
-            k
-            for k, d in ev["policies"].items()
-            if d["mode"] == "monitor" and d["action"] in ("reject", "tempfail")
-        ]
-        if not would:
-            continue
-        if ev["outcome"] in ("rejected", "tempfailed"):
-            overlap += 1
-            continue
-        live = ev["rcpt_count"] - ev["rcpt_rejected"]
-        lost[0] += 1
-        lost[1] += live
-        for name in would:
-            by.setdefault(name, [0, 0])
-            by[name][0] += 1
-            by[name][1] += live
-        if len(would) == 1:
-            only.setdefault(would[0], [0, 0])
-            only[would[0]][0] += 1
-            only[would[0]][1] += live
-    assert overlap > 0  # the traffic has mail both refused today and refused by a monitor policy
+    hand = count_by_hand([json.loads(line) for line in data.splitlines()])
+    lost, by, only = hand["lost"], hand["by"], hand["only"]
+    # the traffic has mail both refused today and refused by a monitor-mode policy
+    assert hand["refused_today"] > 0
     c = doc["combined"]
     assert [c["lost"], c["lost_recipients"]] == lost
     assert c["lost_by_policy"] == {k: v[0] for k, v in by.items()}

@@ -22,13 +22,22 @@ import pytest
 from mailpolicy.report import build_report, main
 from mailpolicy.report.render_html import render as render_html
 from mailpolicy.report.render_text import render as render_text
-from support.report_events import arc_chain, decision, generate, lines, policy, report, txn, would_reject
+from support.report_events import (
+    arc_chain,
+    count_by_hand,
+    decision,
+    generate,
+    lines,
+    policy,
+    report,
+    txn,
+    would_reject,
+)
 
 ENFORCED = decision("enforce", "fail", "reject", applied=True)
 NOT_APPLIED = decision("enforce", "fail", "reject")  # another enforce-mode refusal came first
 QUARANTINED = decision("enforce", "fail", "quarantine", applied=True)
 EXEMPT = decision("monitor", "pass", exempt="network")
-DELIVERED = ("accepted", "quarantined")
 
 
 def aborted_scenario() -> list[dict[str, Any]]:
@@ -163,38 +172,8 @@ def test_generated_traffic_loses_only_mail_delivered_today() -> None:
                 ev["rcpt_count"] = 0  # the MTA refused every recipient
         events.append(ev)
     doc = build_report(["-"], stdin=io.BytesIO(lines(events)))
-    lost = [0, 0]
-    by: dict[str, list[int]] = {}
-    only: dict[str, list[int]] = {}
-    aborted: dict[str, list[int]] = {}
-    for ev in events:
-        if ev.get("event") != "transaction":
-            continue
-        would = [
-            k
-            for k, d in ev["policies"].items()
-            if d["mode"] == "monitor" and d["action"] in ("reject", "tempfail")
-        ]
-        live = ev["rcpt_count"] - ev["rcpt_rejected"]
-        if ev["outcome"] not in DELIVERED:
-            if ev["outcome"] == "aborted":
-                for name in would:
-                    row = aborted.setdefault(name, [0, 0])
-                    row[0] += 1
-                    row[1] += live
-            continue
-        if not would:
-            continue
-        lost[0] += 1
-        lost[1] += live
-        for name in would:
-            by.setdefault(name, [0, 0])
-            by[name][0] += 1
-            by[name][1] += live
-        if len(would) == 1:
-            only.setdefault(would[0], [0, 0])
-            only[would[0]][0] += 1
-            only[would[0]][1] += live
+    hand = count_by_hand(events)
+    lost, by, only, aborted = hand["lost"], hand["by"], hand["only"], hand["aborted"]
     assert aborted and sum(v[0] for v in aborted.values()) > 10
     c = doc["combined"]
     assert [c["lost"], c["lost_recipients"]] == lost
