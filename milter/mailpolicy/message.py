@@ -77,7 +77,7 @@ class Message:
             ours = auth_header.claims_usual(value, self.authserv_id)
             if ours is None:  # an unusual value: the careful reading, at most MAX_AR_UNUSUAL times
                 self.ar_unusual += 1
-                ours = self.ar_unusual > MAX_AR_UNUSUAL or auth_header.claims(value, self.authserv_id)
+                ours = self.ar_unusual > MAX_AR_UNUSUAL or auth_header.claims_unusual(value, self.authserv_id)
             if ours:
                 self.forged.append(self.ar_count)
         elif key == _LIST_ID and self.list_id is None:

@@ -25,14 +25,14 @@ def test_past_the_budget_unusual_fields_are_removed_unread(monkeypatch: pytest.M
     """A header padded with odd A-R values costs at most MAX_AR_UNUSUAL careful readings; each
     further odd one is removed (no reader can take it as ours then), usual foreign ones are kept."""
     careful = 0
-    real = auth_header.claims
+    real = auth_header.claims_unusual
 
     def counting(value: str | bytes, authserv_id: str) -> bool:
         nonlocal careful
         careful += 1
         return real(value, authserv_id)
 
-    monkeypatch.setattr(auth_header, "claims", counting)  # (the module message.py calls it on)
+    monkeypatch.setattr(auth_header, "claims_unusual", counting)  # (the module message.py calls it on)
     m = Message(OURS, [], leadspc=True)
     odd = b" \x0bother.example (not ours); dmarc=pass"
     for _ in range(MAX_AR_UNUSUAL + 10):

@@ -466,7 +466,7 @@ def claims(value: str | bytes, authserv_id: str) -> bool:
     the value is longer and a reading has not finished the authserv-id well inside the window, the
     field is treated as ours."""
     usual = claims_usual(value, authserv_id)
-    return usual if usual is not None else _claims_slow(_raw(value), _target(authserv_id))
+    return usual if usual is not None else claims_unusual(value, authserv_id)
 
 
 def claims_usual(value: str | bytes, authserv_id: str) -> bool | None:
@@ -478,7 +478,9 @@ def claims_usual(value: str | bytes, authserv_id: str) -> bool | None:
     return None
 
 
-def _claims_slow(raw: bytes, target: str) -> bool:
+def claims_unusual(value: str | bytes, authserv_id: str) -> bool:
+    """:func:`claims` for a value :func:`claims_usual` did not decide: the careful reading."""
+    raw, target = _raw(value), _target(authserv_id)
     c = _classes()
     cut = len(raw) > WINDOW
     return any(_reads_as(view, target, cut, c) for view in _views(raw[:WINDOW], c))
