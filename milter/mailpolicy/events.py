@@ -26,7 +26,7 @@ import msgspec
 from mailpolicy import EVENT_SCHEMA, systemd
 from mailpolicy.model import iso
 from mailpolicy.state import Connection, Transaction
-from mailpolicy.text import to_str
+from mailpolicy.text import valid_unicode
 from mailpolicy.tls import PLAINTEXT_RECORD
 
 _DIAG_FIELDS = ("conn_id", "queue_id", "callback", "check", "policy", "path", "error", "key")
@@ -107,25 +107,12 @@ def connection_record(c: Connection, ended: float) -> dict[str, Any]:
 # written at once, under the same lock.
 
 
-def _scrub(value: Any) -> Any:
-    """The value with every string made valid Unicode (the slow path, for a line that failed)."""
-    if isinstance(value, str):
-        return to_str(value)
-    if isinstance(value, dict):
-        return {to_str(str(k)): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    if isinstance(value, bytes | bytearray):
-        return to_str(bytes(value))
-    return value
-
-
 def encode(obj: dict[str, Any]) -> bytes:
     """One JSON line as UTF-8 bytes (without the newline); never raises for text content."""
     try:
         return _ENCODER.encode(obj)
     except UnicodeEncodeError:
-        return _ENCODER.encode(_scrub(obj))
+        return _ENCODER.encode(valid_unicode(obj))
 
 
 class _Sink(abc.ABC):

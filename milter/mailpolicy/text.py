@@ -9,6 +9,7 @@ MTA sent but that is not valid UTF-8 cannot be read as text by pymilter; it beco
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 MAX_LEN = 256
 
@@ -46,6 +47,21 @@ def to_str(value: object) -> str:
             return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         except UnicodeEncodeError:
             return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def valid_unicode(value: Any) -> Any:
+    """``value`` (JSON-like: dicts, lists, tuples, strings, bytes, numbers) with every string and
+    key made valid Unicode (:func:`to_str`), bytes decoded, tuples as lists: what can always be
+    written as UTF-8 (the event writer's slow path, the report's output)."""
+    if isinstance(value, str):
+        return to_str(value)
+    if isinstance(value, dict):
+        return {to_str(str(k)): valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [valid_unicode(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return to_str(bytes(value))
+    return value
 
 
 def clean(value: object, limit: int = MAX_LEN) -> str | None:

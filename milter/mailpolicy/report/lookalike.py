@@ -85,6 +85,7 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from mailpolicy.report import safe
 from mailpolicy.report.reader import DKIM_DECODER, RESULT_DECODER
 
 MAX_DOMAINS = 100_000
@@ -1118,16 +1119,12 @@ def _doc(section: LookalikeResult | Mapping[str, Any]) -> Mapping[str, Any]:
 
 def printable(text: str) -> str:
     """``text`` with every character a terminal or browser would not show as itself (controls,
-    bidi overrides, zero-width and other format characters, line separators) as ``\\uXXXX``: a
-    decoded IDN label can hold any code point."""
+    bidi overrides, zero-width and other format characters, line separators, and a space: a domain
+    holds none, in text that is not all ASCII) as ``\\uXXXX``: a decoded IDN label can hold any code
+    point."""
     if text.isascii() and text.isprintable():
         return text
-    return "".join(
-        c
-        if c.isprintable() and c != " "
-        else (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
-        for c in text
-    )
+    return safe.printable(text, space=False)
 
 
 def display_domain(d: Mapping[str, Any]) -> str:

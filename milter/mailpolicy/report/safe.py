@@ -12,20 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailpolicy.text import to_str
+from mailpolicy.text import valid_unicode
 
 MULTILINE_KEYS = frozenset({"suggestions_toml"})
 """Keys of the report document whose value is text of several lines that the report wrote itself:
 made printable line by line, its newlines kept."""
 
 
-def printable(text: str) -> str:
-    """``text`` with every character that :meth:`str.isprintable` refuses as ``\\uXXXX`` (space is
-    printable; a newline is not)."""
-    if text.isprintable():
+def printable(text: str, space: bool = True) -> str:
+    """``text`` with every character that :meth:`str.isprintable` refuses as ``\\uXXXX`` (a newline
+    is not printable; a space is, unless ``space`` is False: a domain name holds none)."""
+    if text.isprintable() and (space or " " not in text):
         return text
     return "".join(
-        c if c.isprintable() else (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+        c
+        if c.isprintable() and (space or c != " ")
+        else (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
         for c in text
     )
 
@@ -50,12 +52,5 @@ def printable_doc(value: Any, multiline: bool = False) -> Any:
     return value
 
 
-def valid_doc(value: Any) -> Any:
-    """``value`` with every string, dict keys included, valid Unicode (see :func:`to_str`)."""
-    if isinstance(value, str):
-        return to_str(value)
-    if isinstance(value, dict):
-        return {to_str(k) if isinstance(k, str) else k: valid_doc(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [valid_doc(v) for v in value]
-    return value
+valid_doc = valid_unicode
+"""``value`` with every string, dict keys included, valid Unicode (:func:`mailpolicy.text.valid_unicode`)."""
