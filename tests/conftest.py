@@ -2,7 +2,8 @@
 
 ``dns_server`` (session): a :class:`support.dnsserver.DnsServer` on 127.0.0.1 (UDP+TCP, ephemeral
 port). ``dns`` (function): the same server, emptied, with ``mailpolicy.dns`` installed on it (no
-cache, 0.3 s timeout) so in-process SPF/DKIM/DMARC evaluation uses it."""
+cache, 0.8 s timeout: a deliberate timeout stays cheap, and an answer delayed by a busy machine is
+not taken for one) so in-process SPF/DKIM/DMARC evaluation uses it."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def dns_server() -> Iterator[DnsServer]:
 @pytest.fixture
 def dns(dns_server: DnsServer) -> Iterator[DnsServer]:
     dns_server.clear()
-    mdns.install(mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.3, 0))
+    mdns.install(mdns.Resolver([mdns.parse_nameserver(dns_server.nameserver)], 0.8, 0))
     yield dns_server
     dns_server.clear()
 
